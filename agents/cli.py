@@ -1,0 +1,87 @@
+"""The `streamsense` command: dev, worker, produce, tail."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from schemas.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        sys.exit(f"streamsense: configuration error: {exc}")
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from agents.dev import run_dev
+
+    return run_dev(_settings(), rate=args.rate, seed=args.seed, duration=args.duration, workers=args.workers)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from agents.worker import run_worker
+
+    run_worker(_settings(), loglevel=args.loglevel)
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from agents.io_commands import produce_file
+
+    sent = asyncio.run(produce_file(_settings(), args.file, args.topic, key_field=args.key_field, rate=args.rate))
+    print(f"sent {sent} messages to {args.topic}", file=sys.stderr)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from agents.io_commands import tail_topic
+
+    asyncio.run(tail_topic(_settings(), args.topic, from_beginning=args.from_beginning, limit=args.limit,
+                           idle_timeout=args.idle_timeout))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamsense", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run everything on the embedded broker and Redis, with live figures")
+    dev.add_argument("--rate", type=float, default=300.0, help="simulated transactions per second")
+    dev.add_argument("--seed", type=int, default=42)
+    dev.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    dev.add_argument("--workers", type=int, default=1)
+    dev.set_defaults(func=cmd_dev)
+
+    worker = sub.add_parser("worker", help="run a worker against the configured Kafka and Redis")
+    worker.add_argument("--loglevel", default="info")
+    worker.set_defaults(func=cmd_worker)
+
+    produce = sub.add_parser("produce", help="publish a JSON-lines or CSV file to a topic")
+    produce.add_argument("file")
+    produce.add_argument("--topic", required=True)
+    produce.add_argument("--key-field", default=None, help="record field used as the Kafka key")
+    produce.add_argument("--rate", type=float, default=None, help="messages per second (default: as fast as possible)")
+    produce.set_defaults(func=cmd_produce)
+
+    tail = sub.add_parser("tail", help="follow a topic and print its messages")
+    tail.add_argument("topic")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--limit", type=int, default=None)
+    tail.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
+    tail.set_defaults(func=cmd_tail)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

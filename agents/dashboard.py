@@ -1,0 +1,132 @@
+"""Live figures in the terminal: read fraud-decisions and dead-letters back, join with the truth.
+
+The ROCAUC is prequential: each decision's score was given before its label reached the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import statistics
+import sys
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer
+from river import metrics
+
+from agents.simulator import Truth
+from schemas.settings import Settings
+
+WINDOW = 5000
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile; nan when empty.
+
+    >>> percentile([1.0, 2.0, 3.0, 4.0], 0.5), percentile([1.0, 2.0, 3.0, 4.0], 0.99)
+    (2.0, 4.0)
+    """
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered), max(1, math.ceil(q * len(ordered)))) - 1]
+
+
+@dataclass
+class Figures:
+    decisions: Counter = field(default_factory=Counter)
+    dead_letters: Counter = field(default_factory=Counter)
+    degraded: int = 0
+    rocauc: metrics.ROCAUC = field(default_factory=metrics.ROCAUC)
+    rolling_rocauc: metrics.RollingROCAUC = field(default_factory=lambda: metrics.RollingROCAUC(WINDOW))
+    scored: int = 0
+    first_5000_rocauc: float | None = None
+    e2e_ms: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    processing_ms: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    arrivals: deque = field(default_factory=lambda: deque(maxlen=50_000))
+    model_version: str = "-"
+
+    def add_decision(self, doc: dict, truth: Truth, now: float) -> None:
+        self.decisions[doc["decision"]] += 1
+        self.degraded += bool(doc.get("degraded"))
+        self.model_version = f"{doc.get('model')} v{doc.get('model_version')}"
+        self.processing_ms.append(float(doc.get("latency_ms", 0.0)))
+        self.arrivals.append(now)
+        sent = truth.sent_at.pop(doc["event_id"], None)
+        if sent is not None:
+            self.e2e_ms.append((now - sent) * 1000.0)
+        label = truth.is_fraud.pop(doc["event_id"], None)
+        if label is not None:
+            self.rocauc.update(label, doc["score"])
+            self.rolling_rocauc.update(label, doc["score"])
+            self.scored += 1
+            if self.scored == 5000:
+                self.first_5000_rocauc = self.rocauc.get()
+
+    def rate(self, now: float, over: float = 5.0) -> float:
+        return sum(1 for t in self.arrivals if t >= now - over) / over
+
+    def render(self, truth: Truth, now: float) -> str:
+        d = self.decisions
+        first = f"{self.first_5000_rocauc:.4f}" if self.first_5000_rocauc is not None else "(after 5,000)"
+        lines = [
+            "streamsense dev - live figures (Ctrl-C to stop)",
+            f"  sent          transactions {truth.transactions:,}  labels {truth.labels:,}  poison {truth.poison:,}",
+            f"  throughput    {self.rate(now):,.0f} decisions/s",
+            f"  decisions     approve {d['approve']:,}  review {d['review']:,}  decline {d['decline']:,}"
+            f"  (degraded {self.degraded:,})",
+            f"  ROCAUC        all {self.rocauc.get():.4f}  rolling-{WINDOW} {self.rolling_rocauc.get():.4f}"
+            f"  first 5,000 {first}",
+            f"  latency ms    end-to-end p50 {percentile(list(self.e2e_ms), .5):.1f}"
+            f" p99 {percentile(list(self.e2e_ms), .99):.1f}"
+            f"  | processing p50 {percentile(list(self.processing_ms), .5):.1f}"
+            f" p99 {percentile(list(self.processing_ms), .99):.1f}",
+            f"  dead letters  {sum(self.dead_letters.values()):,} "
+            + " ".join(f"{stage}={n}" for stage, n in sorted(self.dead_letters.items())),
+            f"  model         {self.model_version}",
+        ]
+        return "\n".join(lines)
+
+
+async def follow(settings: Settings, truth: Truth, figures: Figures, stop: asyncio.Event,
+                 refresh_s: float = 2.0, out=sys.stdout) -> None:
+    """Consume the output topics and redraw the figures every ``refresh_s`` until ``stop``."""
+    t = settings.topics
+    consumer = AIOKafkaConsumer(t.fraud_decisions, t.dead_letters, bootstrap_servers=settings.bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    tty = out.isatty()
+    last_draw = 0.0
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            now = time.time()
+            for tp, records in batches.items():
+                for record in records:
+                    doc = json.loads(record.value)
+                    if tp.topic == t.dead_letters:
+                        figures.dead_letters[doc.get("stage", "?")] += 1
+                    else:
+                        figures.add_decision(doc, truth, now)
+            if now - last_draw >= refresh_s:
+                last_draw = now
+                text = figures.render(truth, now)
+                out.write(("\x1b[H\x1b[2J" + text + "\n") if tty else (text + "\n\n"))
+                out.flush()
+    finally:
+        await consumer.stop()
+
+
+def summary(figures: Figures) -> dict:
+    return {
+        "decisions": dict(figures.decisions),
+        "dead_letters": dict(figures.dead_letters),
+        "rocauc": figures.rocauc.get(),
+        "rocauc_first_5000": figures.first_5000_rocauc,
+        "e2e_p50_ms": percentile(list(figures.e2e_ms), .5),
+        "e2e_p99_ms": percentile(list(figures.e2e_ms), .99),
+        "median_processing_ms": statistics.median(figures.processing_ms) if figures.processing_ms else None,
+    }

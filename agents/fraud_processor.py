@@ -1,0 +1,233 @@
+"""The fraud path for one batch of raw Kafka messages: decode, load state, score, commit, emit.
+
+Outcome per input message, exactly one of:
+- a decision on fraud-decisions (new, or the stored one re-emitted when Kafka redelivers the
+  same offset after a crash: same bytes, so consumers see one effective decision);
+- a dead letter (invalid bytes, a duplicate event_id from another offset, a failure inside
+  feature or model code for that one event).
+
+Redis unreachable: events are still scored, from empty state, flagged ``degraded``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from redis.exceptions import RedisError
+
+from agents.fraud_store import FraudStore, LoadedState, WriteBatch
+from online_models.engine import FraudEngine
+from schemas.errors import InvalidEvent
+from schemas.records import DeadLetter, FraudDecision, Transaction
+from schemas.settings import Settings
+from schemas.validation import decode_label, decode_transaction
+from streams.fraud_features import apply_merchant_update
+
+log = logging.getLogger(__name__)
+
+MAX_COMMIT_ATTEMPTS = 3
+
+
+class DuplicateEvent(InvalidEvent):
+    """The event_id was already decided from another input offset."""
+
+
+class UnknownLabelTarget(InvalidEvent):
+    """A label for an event_id with no pending snapshot (unknown, expired or already learned)."""
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float | None = None
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass(frozen=True)
+class Emit:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class FraudStats:
+    decisions: int = 0
+    redelivered: int = 0
+    dead_letters: int = 0
+    degraded: int = 0
+    late: int = 0
+    labels_learned: int = 0
+    expired_learned: int = 0
+    watermark: float = float("-inf")
+
+
+class FraudProcessor:
+    def __init__(self, settings: Settings, engine: FraudEngine, store: FraudStore,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.clock = clock
+        self.stats = FraudStats()
+
+    # -- transactions --------------------------------------------------------------------------
+    async def on_transactions(self, messages: Sequence[RawMessage]) -> list[Emit]:
+        started = self.clock()
+        emits: list[Emit] = []
+        valid: list[tuple[RawMessage, Transaction]] = []
+        s = self.settings
+        for msg in messages:
+            try:
+                tx = decode_transaction(msg.value or b"", max_bytes=s.max_event_bytes, now=started,
+                                        max_future_s=s.max_future_s, max_past_s=s.max_past_s)
+            except InvalidEvent as exc:
+                emits.append(self._dead_letter(msg, "validate", exc))
+                continue
+            valid.append((msg, tx))
+        if valid:
+            emits.extend(await self._decide(valid, started))
+        self._count(emits)
+        return emits
+
+    async def _decide(self, valid: list[tuple[RawMessage, Transaction]], started: float) -> list[Emit]:
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            try:
+                loaded = await self.store.load((tx.user_id for _, tx in valid),
+                                               (tx.merchant_id for _, tx in valid),
+                                               (tx.event_id for _, tx in valid))
+            except RedisError as exc:
+                log.warning("redis unavailable, deciding %d events degraded: %s", len(valid), exc)
+                return self._decide_degraded(valid, started)
+            emits, batch = self._plan(valid, loaded, started)
+            try:
+                taken = await self.store.commit(batch)
+            except RedisError as exc:
+                log.warning("redis commit failed, deciding %d events degraded: %s", len(valid), exc)
+                return self._decide_degraded(valid, started)
+            if not taken:
+                return emits
+            # Another worker decided some of these event_ids meanwhile: reload and redo.
+            log.info("%d decisions raced with another worker; reloading batch", len(taken))
+        raise RuntimeError("decision commit kept conflicting; giving up on this batch")
+
+    def _plan(self, valid: list[tuple[RawMessage, Transaction]], loaded: LoadedState,
+              started: float) -> tuple[list[Emit], WriteBatch]:
+        topics = self.settings.topics
+        emits: list[Emit] = []
+        batch = WriteBatch()
+        users = dict(loaded.users)
+        merchants = {m: dict(h) for m, h in loaded.merchants.items()}
+        decided_here: dict[str, str] = {}
+        touched_users: set[str] = set()
+        for msg, tx in valid:
+            stored = loaded.decisions.get(tx.event_id)
+            first_source = stored.source if stored else decided_here.get(tx.event_id)
+            if stored and stored.source == msg.source:
+                emits.append(Emit(topics.fraud_decisions, tx.event_id.encode(),
+                                  FraudDecision.from_dict(stored.decision).to_json()))
+                self.stats.redelivered += 1
+                continue
+            if first_source:
+                exc = DuplicateEvent("duplicate_event_id", "event_id",
+                                     f"event_id {tx.event_id!r} was already decided (from {first_source})")
+                emits.append(self._dead_letter(msg, "dedupe", exc))
+                continue
+            try:
+                scored = self.engine.score(tx, users.get(tx.user_id), merchants.get(tx.merchant_id, {}),
+                                           decided_at=self.clock())
+            except Exception as exc:  # noqa: BLE001 - one bad event must not ack-and-lose the batch
+                log.exception("scoring failed for event %s at %s", tx.event_id, msg.source)
+                emits.append(self._dead_letter(msg, "score", exc))
+                continue
+            decision = dataclasses.replace(scored.decision, latency_ms=(self.clock() - started) * 1000.0)
+            users[tx.user_id] = scored.user_state
+            touched_users.add(tx.user_id)
+            merchants[tx.merchant_id] = apply_merchant_update(merchants.get(tx.merchant_id, {}),
+                                                              scored.merchant_update)
+            self.store.update_merchant(batch, tx.merchant_id, scored.merchant_update)
+            self.store.record_decision(batch, tx.event_id, msg.source, decision.to_dict(), scored.snapshot, tx.ts)
+            decided_here[tx.event_id] = msg.source
+            self.stats.late += scored.late
+            self.stats.watermark = max(self.stats.watermark, tx.ts)
+            emits.append(Emit(topics.fraud_decisions, tx.event_id.encode(), decision.to_json()))
+        for user_id in touched_users:
+            self.store.save_user(batch, user_id, users[user_id])  # type: ignore[arg-type]
+        return emits, batch
+
+    def _decide_degraded(self, valid: list[tuple[RawMessage, Transaction]], started: float) -> list[Emit]:
+        emits = []
+        for msg, tx in valid:
+            try:
+                scored = self.engine.score(tx, None, {}, decided_at=self.clock(), degraded=True)
+            except Exception as exc:  # noqa: BLE001 - see _plan
+                emits.append(self._dead_letter(msg, "score", exc))
+                continue
+            decision = dataclasses.replace(scored.decision, latency_ms=(self.clock() - started) * 1000.0)
+            emits.append(Emit(self.settings.topics.fraud_decisions, tx.event_id.encode(), decision.to_json()))
+            self.stats.degraded += 1
+        return emits
+
+    # -- labels --------------------------------------------------------------------------------
+    async def on_labels(self, messages: Sequence[RawMessage]) -> list[Emit]:
+        emits: list[Emit] = []
+        labels = []
+        for msg in messages:
+            try:
+                labels.append((msg, decode_label(msg.value or b"", max_bytes=self.settings.max_event_bytes)))
+            except InvalidEvent as exc:
+                emits.append(self._dead_letter(msg, "validate", exc))
+        snapshots = await self.store.take_snapshots(list(dict.fromkeys(label.event_id for _, label in labels)))
+        updates = []
+        for msg, label in labels:
+            snapshot = snapshots.pop(label.event_id, None)
+            if snapshot is None:
+                exc = UnknownLabelTarget("unknown_event", "event_id",
+                                         f"no pending decision for event_id {label.event_id!r} "
+                                         "(unknown, expired past the label horizon, or already labelled)")
+                emits.append(self._dead_letter(msg, "label_join", exc))
+                continue
+            updates.append((snapshot["m"], self.engine.learn_label(snapshot, label.is_fraud,
+                                                                   event_id=label.event_id)))
+            self.stats.labels_learned += 1
+        await self.store.apply_merchant_updates(updates)
+        self._count(emits)
+        return emits
+
+    async def expire_unlabelled(self, limit: int = 1000) -> int:
+        """Learn as legitimate every decision unlabelled for ``label_horizon_s`` of event time."""
+        if self.stats.watermark == float("-inf"):
+            return 0
+        event_ids = await self.store.expired_pending(self.stats.watermark - self.settings.label_horizon_s, limit)
+        snapshots = await self.store.take_snapshots(event_ids)
+        updates = [(snap["m"], self.engine.learn_label(snap, False, event_id=event_id))
+                   for event_id, snap in snapshots.items() if snap is not None]
+        await self.store.apply_merchant_updates(updates)
+        self.stats.expired_learned += len(updates)
+        return len(updates)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _dead_letter(self, msg: RawMessage, stage: str, exc: Exception) -> Emit:
+        letter = DeadLetter.from_raw(msg.value, key=msg.key, source_topic=msg.topic, partition=msg.partition,
+                                     offset=msg.offset, stage=stage, error=exc,
+                                     cap=self.settings.dead_letter_raw_bytes, failed_at=self.clock())
+        log.warning("dead letter %s at %s: %s", stage, msg.source, letter.error)
+        return Emit(self.settings.topics.dead_letters, msg.key, letter.to_json())
+
+    def _count(self, emits: Sequence[Emit]) -> None:
+        for emit in emits:
+            if emit.topic == self.settings.topics.dead_letters:
+                self.stats.dead_letters += 1
+            else:
+                self.stats.decisions += 1

@@ -1,0 +1,146 @@
+"""Redis state of the fraud path: one pipelined read and one atomic write per batch of events.
+
+Why a Lua script for the write: the decision record of an event_id, the user state, the
+merchant counters and the label snapshot must land together or not at all, and only if no
+other worker decided the same event_id meanwhile (a redelivery after a crash, a zombie
+worker after a rebalance). The script checks the decision keys first and then applies every
+command, atomically, in one round trip.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from redis.asyncio import Redis
+
+from agents.redis_keys import RedisKeys
+from schemas.settings import Settings
+from streams.fraud_features import MerchantUpdate, UserState
+
+_GUARDED_APPLY = """
+local req = cjson.decode(ARGV[1])
+local taken = {}
+for i, key in ipairs(req.g) do
+  if redis.call('EXISTS', key) == 1 then taken[#taken + 1] = i - 1 end
+end
+if #taken > 0 then return taken end
+for _, cmd in ipairs(req.c) do redis.call(unpack(cmd)) end
+return taken
+"""
+
+
+@dataclass(frozen=True)
+class StoredDecision:
+    """A decision already recorded for an event_id, and the input offset that produced it."""
+
+    source: str
+    decision: dict
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "StoredDecision":
+        doc = json.loads(raw)
+        return cls(source=doc["src"], decision=doc["d"])
+
+
+@dataclass
+class LoadedState:
+    users: dict[str, UserState | None]
+    merchants: dict[str, dict[str, float]]
+    decisions: dict[str, StoredDecision | None]
+
+
+@dataclass
+class WriteBatch:
+    """Commands for one atomic commit; ``guards`` are decision keys that must not exist yet."""
+
+    guards: list[str] = field(default_factory=list)
+    commands: list[list[str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.commands)
+
+
+class FraudStore:
+    def __init__(self, redis: Redis, keys: RedisKeys, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.settings = settings
+        self._apply = redis.register_script(_GUARDED_APPLY)
+
+    async def load(self, user_ids: Iterable[str], merchant_ids: Iterable[str],
+                   event_ids: Iterable[str]) -> LoadedState:
+        users, merchants, events = list(dict.fromkeys(user_ids)), list(dict.fromkeys(merchant_ids)), list(
+            dict.fromkeys(event_ids))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for user_id in users:
+                pipe.get(self.keys.user(user_id))
+            for merchant_id in merchants:
+                pipe.hgetall(self.keys.merchant(merchant_id))
+            for event_id in events:
+                pipe.get(self.keys.decision(event_id))
+            replies = await pipe.execute()
+        user_raw, rest = replies[: len(users)], replies[len(users):]
+        merchant_raw, decision_raw = rest[: len(merchants)], rest[len(merchants):]
+        return LoadedState(
+            users={u: UserState.from_bytes(r) if r else None for u, r in zip(users, user_raw)},
+            merchants={m: {k.decode(): float(v) for k, v in h.items()} for m, h in zip(merchants, merchant_raw)},
+            decisions={e: StoredDecision.from_bytes(r) if r else None for e, r in zip(events, decision_raw)},
+        )
+
+    # -- building a commit -------------------------------------------------------------------
+    def record_decision(self, batch: WriteBatch, event_id: str, source: str, decision: Mapping,
+                        snapshot: Mapping, event_ts: float) -> None:
+        key = self.keys.decision(event_id)
+        s = self.settings
+        batch.guards.append(key)
+        stored = json.dumps({"src": source, "d": decision}, separators=(",", ":"))
+        batch.commands.append(["SET", key, stored, "EX", str(s.decision_ttl_s)])
+        batch.commands.append(["SET", self.keys.snapshot(event_id),
+                               json.dumps(snapshot, separators=(",", ":")), "EX", str(s.snapshot_ttl_s)])
+        batch.commands.append(["ZADD", self.keys.pending_labels(), repr(float(event_ts)), event_id])
+
+    def save_user(self, batch: WriteBatch, user_id: str, state: UserState) -> None:
+        batch.commands.append(["SET", self.keys.user(user_id), state.to_bytes().decode(), "EX",
+                               str(self.settings.state_ttl_s)])
+
+    def update_merchant(self, batch: WriteBatch, merchant_id: str, update: MerchantUpdate) -> None:
+        key = self.keys.merchant(merchant_id)
+        for name, delta in update.increments.items():
+            batch.commands.append(["HINCRBYFLOAT", key, name, repr(float(delta))])
+        if update.deletions:
+            batch.commands.append(["HDEL", key, *update.deletions])
+        if update.increments:
+            batch.commands.append(["EXPIRE", key, str(self.settings.state_ttl_s)])
+
+    async def commit(self, batch: WriteBatch) -> list[int]:
+        """Apply ``batch`` atomically; returns indices of guards already taken (then nothing was written)."""
+        if not batch:
+            return []
+        payload = json.dumps({"g": batch.guards, "c": batch.commands}, separators=(",", ":"))
+        taken = await self._apply(keys=[], args=[payload])
+        return [int(i) for i in taken]
+
+    # -- labels ------------------------------------------------------------------------------
+    async def take_snapshots(self, event_ids: Sequence[str]) -> dict[str, dict | None]:
+        """Fetch and delete snapshots (GETDEL), so each event is learned from at most once."""
+        if not event_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.getdel(self.keys.snapshot(event_id))
+            pipe.zrem(self.keys.pending_labels(), *event_ids)
+            replies = await pipe.execute()
+        return {e: json.loads(r) if r else None for e, r in zip(event_ids, replies[:-1])}
+
+    async def expired_pending(self, before_ts: float, limit: int) -> list[str]:
+        """Event ids decided before ``before_ts`` (event time) that never got a label."""
+        raw = await self.redis.zrangebyscore(self.keys.pending_labels(), "-inf", before_ts, start=0, num=limit)
+        return [r.decode() for r in raw]
+
+    async def apply_merchant_updates(self, updates: Sequence[tuple[str, MerchantUpdate]]) -> None:
+        batch = WriteBatch()
+        for merchant_id, update in updates:
+            self.update_merchant(batch, merchant_id, update)
+        await self.commit(batch)

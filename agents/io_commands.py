@@ -1,0 +1,95 @@
+"""`streamsense produce` and `streamsense tail`: files in, topics out, and back."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from schemas.settings import Settings
+
+DEFAULT_KEY_FIELDS = {"transactions": "user_id", "fraud-labels": "event_id"}
+
+
+def _number(text: str) -> object:
+    """CSV cells that look like numbers become numbers.
+
+    >>> _number("12"), _number("1.5"), _number("EUR")
+    (12, 1.5, 'EUR')
+    """
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def read_messages(path: Path) -> Iterator[tuple[bytes, dict | None]]:
+    """Yield (value bytes, parsed record or None). JSON lines are sent as they are, even when
+    malformed, so the worker (not this command) decides what is a dead letter."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                record = {k: _number(v) for k, v in row.items() if v != ""}
+                yield json.dumps(record).encode(), record
+        return
+    with path.open("rb") as fh:
+        for line in fh:
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            yield line, record if isinstance(record, dict) else None
+
+
+async def produce_file(settings: Settings, file: str, topic: str, *, key_field: str | None = None,
+                       rate: float | None = None) -> int:
+    key_field = key_field or DEFAULT_KEY_FIELDS.get(topic)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
+    await producer.start()
+    sent = 0
+    started = time.monotonic()
+    try:
+        for value, record in read_messages(Path(file)):
+            key = record.get(key_field) if (record and key_field) else None
+            await producer.send(topic, value, key=str(key).encode() if key is not None else None)
+            sent += 1
+            if rate and sent / rate > time.monotonic() - started:
+                await asyncio.sleep(sent / rate - (time.monotonic() - started))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def tail_topic(settings: Settings, topic: str, *, from_beginning: bool = False, limit: int | None = None,
+                     idle_timeout: float | None = None, out=sys.stdout) -> int:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+                                auto_offset_reset="earliest" if from_beginning else "latest")
+    await consumer.start()
+    seen = 0
+    last = time.monotonic()
+    try:
+        while limit is None or seen < limit:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    out.write(record.value.decode("utf-8", errors="replace") + "\n")
+                    seen += 1
+                    last = time.monotonic()
+            out.flush()
+            if idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                break
+    finally:
+        await consumer.stop()
+    return seen

@@ -1,0 +1,61 @@
+"""Every Redis key streamsense writes, in one place, versioned and pseudonymised.
+
+User and merchant ids never appear in a key: they are replaced by a keyed HMAC, so a
+Redis scan, a slowlog or a memory dump does not reveal them.
+
+>>> from schemas.settings import Settings, SecretStr
+>>> keys = RedisKeys.from_settings(Settings(pseudonym_key=SecretStr("k"), redis_key_prefix="ss:v1"))
+>>> keys.user("alice")
+'ss:v1:u:...'
+>>> "alice" in keys.user("alice")
+False
+>>> keys.decision("evt-1")
+'ss:v1:d:evt-1'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from schemas.settings import Settings
+
+
+def pseudonym(key: bytes, value: str) -> str:
+    """Keyed HMAC-SHA256 of ``value``, 20 hex characters (80 bits: collisions are negligible).
+
+    >>> pseudonym(b"k", "alice") == pseudonym(b"k", "alice") != pseudonym(b"other", "alice")
+    True
+    """
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    prefix: str
+    pseudonym_key: bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RedisKeys":
+        return cls(settings.redis_key_prefix, settings.pseudonym_key.get_secret_value().encode())
+
+    def user(self, user_id: str) -> str:
+        """Windowed feature state of one user (a blob, written by the user's partition owner)."""
+        return f"{self.prefix}:u:{pseudonym(self.pseudonym_key, user_id)}"
+
+    def merchant(self, merchant_id: str) -> str:
+        """Shared merchant counters (a hash, updated with atomic increments by every worker)."""
+        return f"{self.prefix}:m:{pseudonym(self.pseudonym_key, merchant_id)}"
+
+    def decision(self, event_id: str) -> str:
+        """The one effective decision for an event_id, with the input offset that produced it."""
+        return f"{self.prefix}:d:{event_id}"
+
+    def snapshot(self, event_id: str) -> str:
+        """Features as they were at decision time, kept until the label arrives."""
+        return f"{self.prefix}:s:{event_id}"
+
+    def pending_labels(self) -> str:
+        """Sorted set event_id -> event ts of decisions still waiting for a label."""
+        return f"{self.prefix}:pending"

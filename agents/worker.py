@@ -1,0 +1,29 @@
+"""Build and run one streamsense worker: app, agents, Redis, model."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from agents.fraud_agents import FraudRuntime, register_fraud_agents
+from online_models.engine import FraudEngine
+from schemas.settings import Settings
+from streams.app import Topology, make_app
+
+
+def build_worker(settings: Settings, **app_overrides: object) -> tuple[Topology, FraudRuntime]:
+    topology = make_app(settings, **app_overrides)
+    runtime = FraudRuntime(settings, FraudEngine(settings))
+    topology.app.service(runtime)
+    register_fraud_agents(topology, settings, runtime)
+    return topology, runtime
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run until SIGTERM / Ctrl-C. Blocks."""
+    topology, _ = build_worker(settings)
+    logging.getLogger("streamsense").info("starting worker %s against %s", settings.app_id,
+                                          settings.bootstrap_servers)
+    worker = faust.Worker(topology.app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

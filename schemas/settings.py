@@ -1,0 +1,193 @@
+"""Settings: one object, read from environment variables (``STREAMSENSE_*``) and optionally a TOML file.
+
+Secrets are :class:`SecretStr` and are masked wherever the settings are printed.
+
+>>> s = Settings.from_env({"STREAMSENSE_REDIS_URL": "redis://:hunter2@127.0.0.1:6379/0",
+...                        "STREAMSENSE_REVIEW_THRESHOLD": "0.4"})
+>>> s.review_threshold
+0.4
+>>> "hunter2" in repr(s)
+False
+>>> s.redis_url.get_secret_value()
+'redis://:hunter2@127.0.0.1:6379/0'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from typing import Mapping
+
+ENV_PREFIX = "STREAMSENSE_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+class SecretStr:
+    """A string that never shows itself in ``repr`` or ``str``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')" if self._value else "SecretStr('')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names (defaults from SPEC.md); every name is configurable."""
+
+    transactions: str = "transactions"
+    fraud_labels: str = "fraud-labels"
+    fraud_decisions: str = "fraud-decisions"
+    dead_letters: str = "dead-letters"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_SSL | SASL_PLAINTEXT
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: SecretStr = field(default_factory=lambda: SecretStr(""))
+    ssl_cafile: str = ""
+    allow_plaintext_sasl: bool = False
+    app_id: str = "streamsense-v1"  # versioned: a feature change bumps it and starts fresh state
+    partitions: int = 4
+    topics: Topics = field(default_factory=Topics)
+    # Redis (the URL may carry a password, so it is a secret)
+    redis_url: SecretStr = field(default_factory=lambda: SecretStr("redis://127.0.0.1:6379/0"))
+    redis_key_prefix: str = "ss:v1"
+    # Secrets for pseudonymising ids and signing checkpoints
+    pseudonym_key: SecretStr = field(default_factory=lambda: SecretStr("dev-only-pseudonym-key"))
+    signing_key: SecretStr = field(default_factory=lambda: SecretStr("dev-only-signing-key"))
+    # Decisions
+    review_threshold: float = 0.5
+    decline_threshold: float = 0.85
+    # Event time
+    allowed_lateness_s: float = 300.0
+    max_future_s: float = 3600.0  # events further ahead of the wall clock are dead letters
+    max_past_s: float = 30 * 86400.0  # events further behind the wall clock are dead letters
+    # Delayed labels
+    label_horizon_s: float = 2 * 86400.0  # unlabelled after this much event time -> legitimate
+    snapshot_ttl_s: int = 7 * 86400
+    decision_ttl_s: int = 7 * 86400
+    state_ttl_s: int = 30 * 86400
+    # Input limits
+    max_event_bytes: int = 64 * 1024
+    dead_letter_raw_bytes: int = 4096
+    # Worker
+    batch_size: int = 500
+    batch_within_s: float = 0.02
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: str = ".streamsense-data"
+    seed: int = 42
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from ``STREAMSENSE_*`` variables, on top of ``STREAMSENSE_CONFIG`` (a TOML file)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        path = environ.get(ENV_PREFIX + "CONFIG")
+        if path:
+            with open(path, "rb") as fh:
+                values.update(tomllib.load(fh))
+        topic_names = {f.name for f in fields(Topics)}
+        for key, raw in environ.items():
+            if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+                continue
+            name = key[len(ENV_PREFIX):].lower()
+            if name.startswith("topic_") and name[6:] in topic_names:
+                values.setdefault("topics", {})[name[6:]] = raw  # type: ignore[index]
+            else:
+                values[name] = raw
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> "Settings":
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, object] = {}
+        for name, raw in values.items():
+            if name not in known:
+                raise SettingsError(f"unknown setting {name!r}")
+            kwargs[name] = _coerce(name, known[name], raw)
+        settings = cls(**kwargs)
+        settings.check()
+        return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that recreates these settings in a child process (secrets included).
+
+        >>> Settings.from_env(Settings(partitions=8).to_env()).partitions
+        8
+        """
+        env: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Topics):
+                for t in fields(Topics):
+                    env[f"{ENV_PREFIX}TOPIC_{t.name.upper()}"] = getattr(value, t.name)
+            elif isinstance(value, SecretStr):
+                env[ENV_PREFIX + f.name.upper()] = value.get_secret_value()
+            else:
+                env[ENV_PREFIX + f.name.upper()] = str(value)
+        return env
+
+    def replace(self, **changes: object) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def check(self) -> None:
+        if not 0.0 <= self.review_threshold <= self.decline_threshold <= 1.0:
+            raise SettingsError("need 0 <= review_threshold <= decline_threshold <= 1")
+        if self.security_protocol == "SASL_PLAINTEXT" and not self.allow_plaintext_sasl:
+            raise SettingsError(
+                "SASL_PLAINTEXT sends credentials in clear text; use SASL_SSL "
+                "or set STREAMSENSE_ALLOW_PLAINTEXT_SASL=true explicitly"
+            )
+        if self.partitions < 1 or self.batch_size < 1:
+            raise SettingsError("partitions and batch_size must be >= 1")
+
+
+def _coerce(name: str, f: dataclasses.Field, raw: object) -> object:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    try:
+        if isinstance(default, SecretStr):
+            return raw if isinstance(raw, SecretStr) else SecretStr(str(raw))
+        if isinstance(default, Topics):
+            return raw if isinstance(raw, Topics) else Topics(**dict(raw))  # type: ignore[arg-type]
+        if isinstance(default, bool):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in {"1", "0", "true", "false", "yes", "no"}:
+                raise ValueError(raw)
+            return text in {"1", "true", "yes"}
+        if isinstance(default, int):
+            return int(raw)  # type: ignore[arg-type]
+        if isinstance(default, float):
+            return float(raw)  # type: ignore[arg-type]
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting {name!r}: cannot use {raw!r}") from exc

@@ -1,0 +1,77 @@
+"""Stream topology: the Faust app factory and its topics. Built inside a function, never at import.
+
+All topics carry raw bytes: values are validated by schemas.validation, so a malformed message
+becomes a dead letter instead of being logged and skipped by Faust's deserializer.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+import faust
+
+from schemas.settings import Settings, SettingsError
+
+
+@dataclass(frozen=True)
+class Topology:
+    app: faust.App
+    transactions: faust.TopicT
+    fraud_labels: faust.TopicT
+    fraud_decisions: faust.TopicT
+    dead_letters: faust.TopicT
+
+
+def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """SASL/SSL credentials from settings; SASL over plain text only when explicitly allowed."""
+    protocol = settings.security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    if protocol in {"SASL_SSL", "SASL_PLAINTEXT"}:
+        if protocol == "SASL_PLAINTEXT" and not settings.allow_plaintext_sasl:
+            raise SettingsError("SASL_PLAINTEXT refused: set allow_plaintext_sasl to send credentials in clear")
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context if protocol == "SASL_SSL" else None,
+        )
+    raise SettingsError(f"unknown security_protocol {settings.security_protocol!r}")
+
+
+def make_app(settings: Settings, **overrides: object) -> Topology:
+    """Create the Faust app and declare the fraud-path topics."""
+    brokers = ";".join(f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(","))
+    app = faust.App(
+        settings.app_id,
+        broker=brokers,
+        broker_credentials=broker_credentials(settings),
+        store="memory://",
+        datadir=settings.data_dir,
+        topic_partitions=settings.partitions,
+        web_host=settings.web_host,  # Faust binds 0.0.0.0 unless told otherwise
+        web_port=settings.web_port,
+        web_enabled=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=10,
+        broker_heartbeat_interval=1,
+        broker_rebalance_timeout=10,
+        producer_acks=-1,
+        **overrides,
+    )
+    t = settings.topics
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(name, key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
+
+    return Topology(
+        app=app,
+        transactions=raw_topic(t.transactions),
+        fraud_labels=raw_topic(t.fraud_labels),
+        fraud_decisions=raw_topic(t.fraud_decisions),
+        dead_letters=raw_topic(t.dead_letters),
+    )

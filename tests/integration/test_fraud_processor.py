@@ -1,0 +1,100 @@
+"""The fraud processor against a real Redis (no broker needed): redelivery, duplicates, labels, outage."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from agents.embedded import free_port
+from agents.fraud_processor import FraudProcessor, RawMessage
+from agents.fraud_store import FraudStore
+from agents.redis_keys import RedisKeys
+from online_models.engine import FraudEngine
+from schemas.settings import SecretStr, Settings
+
+pytestmark = pytest.mark.integration
+
+NOW = 1_760_000_000.0
+
+
+def tx_bytes(i: int, *, user: str = "alice", amount: float = 20.0, ts: float | None = None) -> bytes:
+    return json.dumps({
+        "event_id": f"e{i}", "ts": NOW - 1000 + i if ts is None else ts, "user_id": user,
+        "merchant_id": f"m{i % 3}", "amount": amount, "currency": "EUR", "country": "FR", "channel": "app",
+        "device_id": "d1",
+    }).encode()
+
+
+def msg(value: bytes, offset: int, topic: str = "transactions") -> RawMessage:
+    return RawMessage(topic, 0, offset, b"k", value, None)
+
+
+@pytest.fixture
+async def processor(redis_url: str):
+    settings = Settings(redis_url=SecretStr(redis_url), redis_key_prefix=f"ss:t:{uuid.uuid4().hex[:6]}",
+                        label_horizon_s=100.0)
+    redis = Redis.from_url(redis_url)
+    proc = FraudProcessor(settings, FraudEngine(settings), FraudStore(redis, RedisKeys.from_settings(settings),
+                                                                       settings), clock=lambda: NOW)
+    yield proc
+    await redis.aclose()
+
+
+def topics_of(emits) -> list[str]:
+    return [e.topic for e in emits]
+
+
+async def test_redelivery_reemits_the_same_decision_without_counting_twice(processor) -> None:
+    first = await processor.on_transactions([msg(tx_bytes(i), i) for i in range(5)])
+    again = await processor.on_transactions([msg(tx_bytes(i), i) for i in range(5)])
+    assert topics_of(first) == topics_of(again) == ["fraud-decisions"] * 5
+    assert [e.value for e in first] == [e.value for e in again]  # byte-identical: one effective decision
+    assert processor.stats.redelivered == 5
+    nxt = await processor.on_transactions([msg(tx_bytes(5), 5)])
+    features_seen = await processor.store.take_snapshots(["e5"])
+    assert features_seen["e5"]["x"]["user_count_24h"] == 5  # the redelivered five were counted once
+    assert topics_of(nxt) == ["fraud-decisions"]
+
+
+async def test_duplicate_event_id_from_another_offset_is_a_dead_letter(processor) -> None:
+    emits = await processor.on_transactions([msg(tx_bytes(1), 10), msg(tx_bytes(1), 11)])
+    assert topics_of(emits) == ["fraud-decisions", "dead-letters"]
+    letter = json.loads(emits[1].value)
+    assert letter["stage"] == "dedupe" and letter["offset"] == 11 and "e1" in letter["error"]
+    later = await processor.on_transactions([msg(tx_bytes(1), 12)])
+    assert topics_of(later) == ["dead-letters"]
+
+
+async def test_malformed_input_is_dead_lettered_and_the_rest_decided(processor) -> None:
+    emits = await processor.on_transactions([msg(b"{oops", 1), msg(tx_bytes(2), 2), msg(b'{"ts": 1}', 3)])
+    assert sorted(topics_of(emits)) == ["dead-letters", "dead-letters", "fraud-decisions"]
+
+
+async def test_a_label_is_learned_once_from_the_snapshot(processor) -> None:
+    await processor.on_transactions([msg(tx_bytes(1), 1)])
+    label = json.dumps({"event_id": "e1", "is_fraud": True, "ts": NOW}).encode()
+    first = await processor.on_labels([msg(label, 1, "fraud-labels")])
+    second = await processor.on_labels([msg(label, 2, "fraud-labels")])
+    assert first == [] and processor.stats.labels_learned == 1
+    assert topics_of(second) == ["dead-letters"] and json.loads(second[0].value)["stage"] == "label_join"
+
+
+async def test_unlabelled_decisions_count_as_legitimate_after_the_horizon(processor) -> None:
+    await processor.on_transactions([msg(tx_bytes(i, ts=NOW - 5000 + i), i) for i in range(3)])
+    await processor.on_transactions([msg(tx_bytes(9, ts=NOW - 4000), 9)])  # watermark moves 1000 s on
+    assert await processor.expire_unlabelled() == 3
+    assert await processor.expire_unlabelled() == 0
+
+
+async def test_redis_down_still_decides_degraded() -> None:
+    settings = Settings(redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"))
+    redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_connect_timeout=0.5)
+    proc = FraudProcessor(settings, FraudEngine(settings), FraudStore(redis, RedisKeys.from_settings(settings),
+                                                                      settings), clock=lambda: NOW)
+    emits = await proc.on_transactions([msg(tx_bytes(i), i) for i in range(3)])
+    await redis.aclose()
+    assert topics_of(emits) == ["fraud-decisions"] * 3
+    assert all(json.loads(e.value)["degraded"] for e in emits)
