@@ -16,14 +16,15 @@ from pathlib import Path
 from agents.dashboard import Figures, follow, summary
 from agents.embedded import EmbeddedStack, ManagedProcess, create_topics, free_port
 from agents.simulator import Truth, publish, simulation_start
-from agents.traffic import TrafficSimulator
+from agents.traffic import SIMULATED_LABEL_HORIZON_S, TrafficSimulator
 from schemas.settings import SecretStr, Settings
 
-# Simulated time runs faster than the wall clock; it starts this far in the past so that event
-# times stay behind the wall clock (and inside max_past_s) for a long demo.
-SIMULATION_SPAN_S = 14 * 86400.0
-# Labels arrive over simulated hours to days; learn "legitimate" after 6 simulated hours.
-DEMO_LABEL_HORIZON_S = 6 * 3600.0
+# Simulated time runs faster than the wall clock (about 2,000x at 300 transactions/s); it starts
+# this far in the past so event times stay behind the wall clock and inside max_past_s for a
+# demo of about 20 minutes; the simulator stops when its clock reaches the wall clock.
+SIMULATION_SPAN_S = 28 * 86400.0
+# Shoppers and card testers change behaviour after two simulated days (a drift mid-run).
+DRIFT_AFTER_S = 2 * 86400.0
 
 
 def output_topics(settings: Settings) -> list[str]:
@@ -46,7 +47,7 @@ async def live(settings: Settings, *, rate: float, seed: int, duration: float | 
     if duration:
         loop.call_later(duration, stop.set)
     truth, figures = Truth(), Figures()
-    sim = TrafficSimulator(seed=seed, start_ts=simulation_start(SIMULATION_SPAN_S))
+    sim = TrafficSimulator(seed=seed, start_ts=simulation_start(SIMULATION_SPAN_S), drift_at=DRIFT_AFTER_S)
     await asyncio.gather(publish(settings, sim, truth, rate=rate, stop=stop, seed=seed),
                          follow(settings, truth, figures, stop))
     return figures
@@ -58,7 +59,7 @@ def run_dev(settings: Settings, *, rate: float = 300.0, seed: int = 42, duration
     print(f"streamsense dev: logs in {log_dir}", file=sys.stderr)
     with EmbeddedStack(log_dir=log_dir) as stack:
         settings = settings.replace(bootstrap_servers=stack.bootstrap, redis_url=SecretStr(stack.redis_url),
-                                    label_horizon_s=DEMO_LABEL_HORIZON_S)
+                                    label_horizon_s=SIMULATED_LABEL_HORIZON_S)
         asyncio.run(create_topics(settings.bootstrap_servers, output_topics(settings), settings.partitions))
         procs = [start_worker(settings, i, log_dir) for i in range(workers)]
         try:

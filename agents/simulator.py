@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -16,6 +17,8 @@ from aiokafka import AIOKafkaProducer
 
 from agents.traffic import TrafficSimulator
 from schemas.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Each one must end as a dead letter: invalid JSON, a NaN, a wrong type, an unknown enum value.
 POISON = (
@@ -56,6 +59,9 @@ async def publish(settings: Settings, sim: TrafficSimulator, truth: Truth, *, ra
     try:
         for ev in sim.events():
             if stop.is_set() or (limit is not None and truth.transactions >= limit):
+                break
+            if ev.ts > time.time():
+                log.warning("simulated time reached the wall clock; the simulator stops here")
                 break
             if ev.kind == "label":
                 await producer.send(topics.fraud_labels, json.dumps(ev.payload).encode(), key=ev.key.encode())
