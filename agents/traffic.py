@@ -99,9 +99,9 @@ class TrafficSimulator:
 
     seed: int = 42
     start_ts: float = 1_700_000_000.0
-    users: int = 3000
+    users: int = 1000
     merchants: int = 400
-    tx_per_user_day: float = 4.0
+    tx_per_user_day: float = 6.0
     fraud_share: float = 0.015
     drift_at: float | None = None
     _rng: random.Random = field(init=False, repr=False)

@@ -50,7 +50,7 @@ class FraudEngine:
     """
 
     def __init__(self, settings, classifier: FraudClassifier | None = None, anomaly: AnomalyScorer | None = None,
-                 *, warmup_positives: int = 30, classifier_weight: float = 0.8) -> None:
+                 *, warmup_positives: int = 100, classifier_weight: float = 0.8) -> None:
         self.settings = settings
         self.features = FeatureConfig.from_settings(settings)
         self.classifier = classifier or FraudClassifier()

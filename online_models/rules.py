@@ -21,13 +21,17 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     Rule("card_testing", 0.6,
-         lambda x: x["user_count_1m"] >= 3 and x["amount"] <= 5.0,
-         "several tiny amounts within a minute"),
+         lambda x: x["amount"] <= 5.0 and (x["user_count_1m"] >= 2 or x["new_device"] > 0),
+         "tiny amounts in quick succession or from a new device"),
     Rule("account_takeover", 0.6,
-         lambda x: x["new_device"] > 0 and x["new_country"] > 0 and x["user_history_count"] >= 3,
+         lambda x: x["new_device"] > 0 and x["new_country"] > 0 and x["user_history_count"] >= 1,
          "new device and new country on an established account"),
+    Rule("foreign_burst", 0.5,
+         lambda x: x["user_distinct_countries_24h"] >= 2 and x["user_distinct_devices_24h"] >= 2
+         and x["amount"] >= 100.0,
+         "large amount while the account hops countries and devices"),
     Rule("amount_spike", 0.4,
-         lambda x: x["user_amount_z"] >= 4.0 and x["amount"] >= 200.0,
+         lambda x: x["amount"] >= 150.0 and (x["user_amount_z"] >= 4.0 or x["user_amount_ratio"] >= 6.0),
          "amount far above the user's history"),
     Rule("velocity", 0.3,
          lambda x: x["user_count_1h"] >= 10,
@@ -38,8 +42,9 @@ RULES: tuple[Rule, ...] = (
 def rule_hits(x: Mapping[str, float], rules: tuple[Rule, ...] = RULES) -> list[Rule]:
     """The rules that fire on feature vector ``x``.
 
-    >>> x = {"user_count_1m": 4, "amount": 1.0, "new_device": 0, "new_country": 0,
-    ...      "user_history_count": 9, "user_amount_z": 0.1, "user_count_1h": 4}
+    >>> x = {"user_count_1m": 4, "amount": 1.0, "new_device": 0, "new_country": 0, "user_history_count": 9,
+    ...      "user_amount_z": 0.1, "user_amount_ratio": 0.1, "user_count_1h": 4,
+    ...      "user_distinct_countries_24h": 1, "user_distinct_devices_24h": 1}
     >>> [r.name for r in rule_hits(x)]
     ['card_testing']
     """

@@ -1,0 +1,162 @@
+"""The records of the fraud path: what goes in, what comes out, what is refused.
+
+Each record serialises to compact JSON (``to_json``) and back (``from_dict``); the JSON Schema
+files next to this module describe the same contracts for other languages.
+
+>>> d = FraudDecision("evt-1", 0.12, "approve", (Reason("amount", "feature", 0.4),), "lr+hst+rules", "1.0",
+...                   False, False, 1.5, 1700000000.0)
+>>> FraudDecision.from_dict(json.loads(d.to_json())) == d
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import types
+from dataclasses import asdict, dataclass, field
+from typing import Mapping
+
+from schemas.errors import InvalidEvent
+
+CHANNELS = ("web", "app", "pos", "atm", "phone")
+DECISIONS = ("approve", "review", "decline")
+REASON_KINDS = ("feature", "rule", "anomaly", "flag")
+MAX_ERROR_CHARS = 1000
+
+
+def dumps(doc: dict) -> bytes:
+    """Compact JSON; NaN and infinities are refused, never written."""
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    event_id: str
+    ts: float  # event time, epoch seconds UTC
+    user_id: str
+    merchant_id: str
+    amount: float
+    currency: str
+    country: str
+    channel: str
+    device_id: str | None = None
+    features: Mapping[str, float] = field(default_factory=lambda: types.MappingProxyType({}))
+
+    def to_dict(self) -> dict:
+        doc = {"event_id": self.event_id, "ts": self.ts, "user_id": self.user_id, "merchant_id": self.merchant_id,
+               "amount": self.amount, "currency": self.currency, "country": self.country, "channel": self.channel}
+        if self.device_id is not None:
+            doc["device_id"] = self.device_id
+        if self.features:
+            doc["features"] = dict(self.features)
+        return doc
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Transaction":
+        return cls(**{**d, "features": types.MappingProxyType(dict(d.get("features") or {}))})
+
+
+@dataclass(frozen=True, slots=True)
+class FraudLabel:
+    event_id: str
+    is_fraud: bool
+    ts: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "FraudLabel":
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    name: str
+    kind: str  # feature: contribution to the log-odds; rule: its score bump; anomaly: its rank; flag
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class FraudDecision:
+    event_id: str
+    score: float
+    decision: str
+    reasons: tuple[Reason, ...]
+    model: str
+    model_version: str
+    degraded: bool
+    late: bool
+    latency_ms: float
+    decided_at: float
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"reasons": [asdict(r) for r in self.reasons]}
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "FraudDecision":
+        return cls(**{**d, "reasons": tuple(Reason(**r) for r in d["reasons"])})
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    source_topic: str
+    partition: int
+    offset: int
+    stage: str
+    error_code: str
+    error: str
+    field: str | None
+    raw_b64: str
+    raw_size: int
+    truncated: bool
+    key_b64: str | None
+    failed_at: float
+
+    @classmethod
+    def from_raw(cls, raw: bytes | None, *, key: bytes | None, source_topic: str, partition: int, offset: int,
+                 stage: str, error: BaseException, cap: int, failed_at: float) -> "DeadLetter":
+        """The refused message, its first ``cap`` bytes kept, with where it came from and why.
+
+        >>> from schemas.errors import TooLarge
+        >>> letter = DeadLetter.from_raw(b"x" * 10, key=b"k", source_topic="t", partition=0, offset=7,
+        ...                              stage="validate", error=TooLarge("too_large", None, "too big"),
+        ...                              cap=4, failed_at=0.0)
+        >>> letter.raw_b64, letter.raw_size, letter.truncated, letter.error_code
+        ('eHh4eA==', 10, True, 'too_large')
+        >>> DeadLetter.from_raw(b"", key=None, source_topic="t", partition=0, offset=8, stage="score",
+        ...                     error=ZeroDivisionError("division by zero"), cap=4, failed_at=0.0).error
+        'ZeroDivisionError: division by zero'
+        """
+        raw = raw or b""
+        if isinstance(error, InvalidEvent):
+            code, message, at = error.code, error.message, error.field
+        else:
+            code, message, at = type(error).__name__, f"{type(error).__name__}: {error}", None
+        return cls(source_topic=source_topic, partition=partition, offset=offset, stage=stage, error_code=code,
+                   error=message[:MAX_ERROR_CHARS], field=at, raw_b64=_b64(raw[:cap]), raw_size=len(raw),
+                   truncated=len(raw) > cap, key_b64=None if key is None else _b64(key[:cap]), failed_at=failed_at)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "DeadLetter":
+        return cls(**d)
