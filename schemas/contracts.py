@@ -1,0 +1,58 @@
+"""Each topic's contract: its JSON Schema file, its key, and one example message (shown in the README)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from schemas.errors import NotFinite
+from schemas.records import DeadLetter, FraudDecision, FraudLabel, Reason, Transaction
+
+HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Contract:
+    topic: str
+    key: str
+    schema_file: str
+    example: dict
+
+
+@cache
+def load_schema(schema_file: str) -> dict:
+    return json.loads((HERE / schema_file).read_text())
+
+
+CONTRACTS = (
+    Contract("transactions", "user_id", "transaction.schema.json", Transaction(
+        event_id="tx-20261124-000042", ts=1795514400.0, user_id="u-1842", merchant_id="m-0077", amount=42.5,
+        currency="EUR", country="FR", channel="app", device_id="d-1842-a").to_dict()),
+    Contract("fraud-labels", "event_id", "fraud_label.schema.json", FraudLabel(
+        event_id="tx-20261124-000042", is_fraud=True, ts=1795521600.0).to_dict()),
+    Contract("fraud-decisions", "event_id", "fraud_decision.schema.json", FraudDecision(
+        event_id="tx-20261124-000042", score=0.912, decision="decline",
+        reasons=(Reason("card_testing", "rule", 0.6), Reason("anomaly", "anomaly", 0.97),
+                 Reason("user_count_1m", "feature", 1.84)),
+        model="lr+hst+rules", model_version="1.5120", degraded=False, late=False, latency_ms=3.2,
+        decided_at=1795514400.41).to_dict()),
+    Contract("dead-letters", "the original message key", "dead_letter.schema.json", DeadLetter.from_raw(
+        b'{"event_id": "tx-1", "amount": NaN}', key=b"u-1842", source_topic="transactions", partition=2,
+        offset=1187, stage="validate", error=NotFinite("not_finite", None, "NaN is not a valid number in a message"),
+        cap=4096, failed_at=1795514400.5).to_dict()),
+)
+
+
+def readme_section() -> str:
+    """The README's "Topics and messages" examples, generated from the contracts above.
+
+    >>> "fraud-decisions" in readme_section()
+    True
+    """
+    parts = []
+    for c in CONTRACTS:
+        parts.append(f"**{c.topic}** (key: {c.key}; schema: `schemas/{c.schema_file}`)\n\n"
+                     f"```json\n{json.dumps(c.example, indent=2)}\n```")
+    return "\n\n".join(parts)

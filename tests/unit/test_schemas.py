@@ -1,0 +1,151 @@
+"""Contracts and strict decoding: every bad input gets a typed refusal, never another exception."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from online_models.engine import FraudEngine
+from schemas import errors
+from schemas.contracts import CONTRACTS, load_schema, readme_section
+from schemas.records import CHANNELS, DeadLetter, FraudDecision, FraudLabel, Transaction
+from schemas.settings import Settings
+from schemas.validation import decode_label, decode_transaction
+
+NOW = 1_795_514_400.0
+LIMITS = dict(max_bytes=65536, now=NOW, max_future_s=3600.0, max_past_s=30 * 86400.0)
+README = Path(__file__).resolve().parents[2] / "README.md"
+RECORDS = {"transactions": Transaction, "fraud-labels": FraudLabel, "fraud-decisions": FraudDecision,
+           "dead-letters": DeadLetter}
+
+
+def valid_tx(**changes) -> dict:
+    return {"event_id": "e1", "ts": NOW - 10, "user_id": "u1", "merchant_id": "m1", "amount": 12.5,
+            "currency": "EUR", "country": "FR", "channel": "web", "device_id": "d1", **changes}
+
+
+def decode(doc_or_raw) -> Transaction:
+    raw = doc_or_raw if isinstance(doc_or_raw, bytes) else json.dumps(doc_or_raw).encode()
+    return decode_transaction(raw, **LIMITS)
+
+
+def check(schema_file: str, doc: dict) -> None:
+    jsonschema.validate(doc, load_schema(schema_file), format_checker=jsonschema.FormatChecker())
+
+
+@pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.topic)
+def test_each_example_matches_its_schema_and_round_trips(contract) -> None:
+    check(contract.schema_file, contract.example)
+    record = RECORDS[contract.topic].from_dict(contract.example)
+    assert json.loads(record.to_json()) == contract.example
+
+
+def test_the_readme_shows_the_generated_examples() -> None:
+    assert readme_section() in README.read_text()
+
+
+def test_a_real_decision_and_a_real_dead_letter_match_their_schemas() -> None:
+    tx = decode(valid_tx())
+    check("fraud_decision.schema.json", FraudEngine(Settings()).score(tx, None, {}, decided_at=NOW).decision.to_dict())
+    letter = DeadLetter.from_raw(b"x" * 5000, key=None, source_topic="transactions", partition=0, offset=3,
+                                 stage="validate", error=ValueError("boom"), cap=4096, failed_at=NOW)
+    assert letter.truncated and letter.raw_size == 5000
+    check("dead_letter.schema.json", letter.to_dict())
+
+
+BAD = [
+    (b"x" * 70000, errors.TooLarge, None),
+    (b"{oops", errors.MalformedJson, None),
+    (b"\xff\xfe{}", errors.NotUtf8, None),
+    (b"[" * 60_000, errors.MalformedJson, None),
+    (b"[1, 2]", errors.NotAnObject, None),
+    (json.dumps(valid_tx()).replace("12.5", "NaN").encode(), errors.NotFinite, None),
+    (json.dumps(valid_tx()).replace("12.5", "Infinity").encode(), errors.NotFinite, None),
+    (json.dumps(valid_tx()).replace("12.5", "1e400").encode(), errors.NotFinite, "amount"),
+    (json.dumps(valid_tx()).replace("12.5", "9" * 5000).encode(), errors.MalformedJson, None),
+    (valid_tx(amount=True), errors.WrongType, "amount"),
+    (valid_tx(amount="12"), errors.WrongType, "amount"),
+    (valid_tx(amount=-1), errors.OutOfRange, "amount"),
+    (valid_tx(user_id=7), errors.WrongType, "user_id"),
+    (valid_tx(user_id=""), errors.TooLong, "user_id"),
+    (valid_tx(user_id="u" * 129), errors.TooLong, "user_id"),
+    (valid_tx(user_id="a\nb"), errors.WrongType, "user_id"),
+    (valid_tx(channel="fax"), errors.UnknownEnumValue, "channel"),
+    (valid_tx(currency="euro"), errors.UnknownEnumValue, "currency"),
+    (valid_tx(surprise=1), errors.UnknownField, "surprise"),
+    ({k: v for k, v in valid_tx().items() if k != "merchant_id"}, errors.MissingField, "merchant_id"),
+    (valid_tx(ts=NOW + 7200), errors.OutOfRange, "ts"),
+    (valid_tx(ts=NOW - 40 * 86400), errors.OutOfRange, "ts"),
+    (valid_tx(ts="2026-11-24T10:00:00"), errors.BadTimestamp, "ts"),
+    (valid_tx(ts="yesterday"), errors.BadTimestamp, "ts"),
+    (valid_tx(features={"v1": "x"}), errors.WrongType, "features.v1"),
+    (valid_tx(features={f"v{i}": 1.0 for i in range(300)}), errors.TooLong, "features"),
+    (valid_tx(features=[1, 2]), errors.WrongType, "features"),
+]
+
+
+@pytest.mark.parametrize("raw, exc_type, field", BAD, ids=[f"{e.__name__}-{i}" for i, (_, e, _) in enumerate(BAD)])
+def test_bad_input_gets_a_typed_refusal_naming_the_field(raw, exc_type, field) -> None:
+    with pytest.raises(exc_type) as caught:
+        decode(raw)
+    assert caught.value.field == field and caught.value.code and str(caught.value)
+
+
+def test_iso_timestamps_with_a_zone_and_pass_through_features_are_accepted() -> None:
+    tx = decode(valid_tx(ts="2026-11-24T09:59:00+00:00", features={"V1": -1.5, "V2": 3}))
+    assert tx.ts == NOW - 60 and dict(tx.features) == {"V1": -1.5, "V2": 3.0}
+
+
+def test_labels_are_strict_too() -> None:
+    assert decode_label(b'{"event_id": "e1", "is_fraud": false, "ts": 5}', max_bytes=100) == FraudLabel("e1", False, 5.0)
+    with pytest.raises(errors.WrongType):
+        decode_label(b'{"event_id": "e1", "is_fraud": "yes", "ts": 5}', max_bytes=100)
+    with pytest.raises(errors.MissingField):
+        decode_label(b'{"event_id": "e1", "ts": 5}', max_bytes=100)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_give_a_record_or_a_typed_refusal(raw: bytes) -> None:
+    for fn in (lambda: decode(raw), lambda: decode_label(raw, max_bytes=1000)):
+        try:
+            fn()
+        except errors.InvalidEvent:
+            pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(list(valid_tx()) + ["features", "x"]), json_values, max_size=10))
+def test_any_json_object_gives_a_record_or_a_typed_refusal(doc: dict) -> None:
+    raw = json.dumps({**valid_tx(), **doc}).encode()
+    try:
+        decode(raw)
+    except errors.InvalidEvent:
+        pass
+
+
+printable = st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_characters="\x7f")
+
+
+@settings(max_examples=200, deadline=None)
+@given(amount=st.floats(0, 1e9), channel=st.sampled_from(CHANNELS), offset=st.floats(-29 * 86400, 3500),
+       user=st.text(printable, min_size=1, max_size=128),
+       features=st.dictionaries(st.text(printable, min_size=1, max_size=64),
+                                st.floats(allow_nan=False, allow_infinity=False), max_size=5))
+def test_generated_valid_transactions_pass_both_the_decoder_and_the_schema(amount, channel, offset, user,
+                                                                           features) -> None:
+    doc = valid_tx(amount=amount, channel=channel, ts=NOW + offset, user_id=user, features=features)
+    tx = decode(doc)
+    check("transaction.schema.json", doc)
+    assert tx.amount == amount and math.isfinite(tx.ts)
