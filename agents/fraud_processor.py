@@ -194,8 +194,8 @@ class FraudProcessor:
             snapshot = snapshots.pop(label.event_id, None)
             if snapshot is None:
                 exc = UnknownLabelTarget("unknown_event", "event_id",
-                                         f"no pending decision for event_id {label.event_id!r} "
-                                         "(unknown, expired past the label horizon, or already labelled)")
+                                         f"no decision waiting for a label for event_id {label.event_id!r} "
+                                         "(unknown, past the snapshot TTL, or already labelled)")
                 emits.append(self._dead_letter(msg, "label_join", exc))
                 continue
             updates.append((snapshot["m"], self.engine.learn_label(snapshot, label.is_fraud,
@@ -210,9 +210,10 @@ class FraudProcessor:
         if self.stats.watermark == float("-inf"):
             return 0
         event_ids = await self.store.expired_pending(self.stats.watermark - self.settings.label_horizon_s, limit)
-        snapshots = await self.store.take_snapshots(event_ids)
+        snapshots = {e: s for e, s in (await self.store.read_snapshots(event_ids)).items() if s is not None}
         updates = [(snap["m"], self.engine.learn_label(snap, False, event_id=event_id))
-                   for event_id, snap in snapshots.items() if snap is not None]
+                   for event_id, snap in snapshots.items()]
+        await self.store.mark_assumed_legitimate(event_ids, snapshots)
         await self.store.apply_merchant_updates(updates)
         self.stats.expired_learned += len(updates)
         return len(updates)

@@ -139,6 +139,29 @@ class FraudStore:
         raw = await self.redis.zrangebyscore(self.keys.pending_labels(), "-inf", before_ts, start=0, num=limit)
         return [r.decode() for r in raw]
 
+    async def read_snapshots(self, event_ids: Sequence[str]) -> dict[str, dict | None]:
+        if not event_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.get(self.keys.snapshot(event_id))
+            replies = await pipe.execute()
+        return {e: json.loads(r) if r else None for e, r in zip(event_ids, replies)}
+
+    async def mark_assumed_legitimate(self, event_ids: Sequence[str], snapshots: Mapping[str, dict]) -> None:
+        """Flag snapshots as learned-as-legitimate (kept for a late chargeback) and stop waiting for them.
+
+        ``XX``: a label that took the snapshot meanwhile wins; nothing is recreated.
+        """
+        if not event_ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_id, snapshot in snapshots.items():
+                pipe.set(self.keys.snapshot(event_id), json.dumps({**snapshot, "a": 1}, separators=(",", ":")),
+                         xx=True, keepttl=True)
+            pipe.zrem(self.keys.pending_labels(), *event_ids)
+            await pipe.execute()
+
     async def apply_merchant_updates(self, updates: Sequence[tuple[str, MerchantUpdate]]) -> None:
         batch = WriteBatch()
         for merchant_id, update in updates:

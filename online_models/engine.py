@@ -86,6 +86,14 @@ class FraudEngine:
         return Scored(decision, result.user_state, result.merchant_update, snapshot, result.late)
 
     def learn_label(self, snapshot: Mapping, is_fraud: bool, *, event_id: str) -> MerchantUpdate:
-        """Learn from the features as they were at decision time; returns the merchant's label counters."""
+        """Learn from the features as they were at decision time; returns the merchant's label counters.
+
+        A snapshot flagged ``a`` was already learned as legitimate when its label horizon passed.
+        A chargeback arriving after that is still learned (as a positive: online models cannot
+        unlearn, so this corrects by adding the missing example); a confirmation teaches nothing new.
+        """
+        assumed = bool(snapshot.get("a"))
+        if assumed and not is_fraud:
+            return MerchantUpdate({})
         self.classifier.learn_one(snapshot["x"], bool(is_fraud), event_id=event_id)
-        return merchant_label_update(bool(is_fraud))
+        return merchant_label_update(bool(is_fraud), correction=assumed)

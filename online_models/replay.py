@@ -3,7 +3,8 @@
 State lives in dicts instead of Redis, but features, scoring and learning are the engine's own,
 so figures measured here are the figures the workers would reach on the same stream. Labels are
 applied when they arrive in the stream; decisions still unlabelled ``label_horizon_s`` of event
-time after their transaction are learned as legitimate, as the workers do.
+time after their transaction are learned as legitimate, as the workers do, and a chargeback that
+comes later still is learned as a correction.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ class FraudReplay:
         horizon = self.watermark - self.label_horizon_s
         while self.pending and self.pending[0][0] <= horizon:
             _, event_id = heapq.heappop(self.pending)
-            snapshot = self.snapshots.pop(event_id, None)
+            snapshot = self.snapshots.get(event_id)
             if snapshot is not None:
                 self._learn(snapshot, False, event_id)
+                self.snapshots[event_id] = {**snapshot, "a": 1}  # kept for a late chargeback
                 self.expired_learned += 1
 
     def _learn(self, snapshot: dict, is_fraud: bool, event_id: str) -> None:

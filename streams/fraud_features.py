@@ -136,12 +136,14 @@ def apply_merchant_update(snapshot: Mapping[str, float], update: MerchantUpdate)
     return out
 
 
-def merchant_label_update(is_fraud: bool) -> MerchantUpdate:
-    """Label counters of a merchant.
+def merchant_label_update(is_fraud: bool, correction: bool = False) -> MerchantUpdate:
+    """Label counters of a merchant; a ``correction`` turns an assumed-legitimate label into fraud.
 
-    >>> merchant_label_update(True).increments
-    {'labels': 1.0, 'frauds': 1.0}
+    >>> merchant_label_update(True).increments, merchant_label_update(True, correction=True).increments
+    ({'labels': 1.0, 'frauds': 1.0}, {'frauds': 1.0})
     """
+    if correction:
+        return MerchantUpdate({"frauds": 1.0 if is_fraud else 0.0})
     return MerchantUpdate({"labels": 1.0, "frauds": 1.0 if is_fraud else 0.0})
 
 

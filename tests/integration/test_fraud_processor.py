@@ -89,6 +89,19 @@ async def test_unlabelled_decisions_count_as_legitimate_after_the_horizon(proces
     assert await processor.expire_unlabelled() == 0
 
 
+async def test_a_chargeback_after_the_horizon_is_learned_as_a_correction(processor) -> None:
+    await processor.on_transactions([msg(tx_bytes(i, ts=NOW - 5000 + i), i) for i in range(3)])
+    await processor.on_transactions([msg(tx_bytes(9, ts=NOW - 4000), 9)])
+    assert await processor.expire_unlabelled() == 3
+    positives = processor.engine.classifier.n_positives
+    late = json.dumps({"event_id": "e1", "is_fraud": True, "ts": NOW}).encode()
+    confirm = json.dumps({"event_id": "e2", "is_fraud": False, "ts": NOW}).encode()
+    emits = await processor.on_labels([msg(late, 1, "fraud-labels"), msg(confirm, 2, "fraud-labels")])
+    assert emits == [] and processor.engine.classifier.n_positives == positives + 1
+    again = await processor.on_labels([msg(late, 3, "fraud-labels")])
+    assert topics_of(again) == ["dead-letters"]  # each event is learned from at most once more
+
+
 async def test_redis_down_still_decides_degraded() -> None:
     settings = Settings(redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"))
     redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_connect_timeout=0.5)
