@@ -46,8 +46,7 @@ def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | No
 def make_app(settings: Settings, **overrides: object) -> Topology:
     """Create the Faust app and declare the fraud-path topics."""
     brokers = ";".join(f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(","))
-    app = faust.App(
-        settings.app_id,
+    options = dict(
         broker=brokers,
         broker_credentials=broker_credentials(settings),
         store="memory://",
@@ -61,8 +60,8 @@ def make_app(settings: Settings, **overrides: object) -> Topology:
         broker_heartbeat_interval=1,
         broker_rebalance_timeout=10,
         producer_acks=-1,
-        **overrides,
     )
+    app = faust.App(settings.app_id, **{**options, **overrides})
     t = settings.topics
 
     def raw_topic(name: str) -> faust.TopicT:

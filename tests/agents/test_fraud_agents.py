@@ -1,0 +1,84 @@
+"""The fraud agents through Faust's test context (docs/userguide/testing.rst).
+
+The agent's input is Faust's in-memory test channel; its outputs are captured where it hands them
+to the producer. Redis is real. The broker tier is tests/integration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from agents import fraud_agents
+from agents.worker import build_worker
+from schemas.settings import SecretStr, Settings
+
+NOW = 1_795_514_400.0
+
+
+@pytest.fixture
+async def worker(redis_url: str, tmp_path, monkeypatch):
+    settings = Settings(redis_url=SecretStr(redis_url), redis_key_prefix=f"ss:a:{uuid.uuid4().hex[:6]}",
+                        app_id=f"agents-test-{uuid.uuid4().hex[:6]}", data_dir=str(tmp_path),
+                        batch_within_s=0.01, max_past_s=10 * 365 * 86400.0)
+    topology, runtime = build_worker(settings, web_enabled=False)
+    sent: list = []
+
+    async def capture(app, emits):
+        sent.extend(emits)
+
+    monkeypatch.setattr(fraud_agents, "emit_all", capture)
+    await runtime.start()
+    yield topology, runtime, sent
+    await runtime.stop()
+
+
+def agent_named(app, suffix: str):
+    return next(agent for name, agent in app.agents.items() if name.endswith(suffix))
+
+
+def tx(i: int) -> bytes:
+    return json.dumps({"event_id": f"a{i}", "ts": NOW + i, "user_id": "bob", "merchant_id": "m1", "amount": 10.0,
+                       "currency": "EUR", "country": "FR", "channel": "pos"}).encode()
+
+
+async def wait_for(sent: list, n: int) -> None:
+    for _ in range(200):
+        if len(sent) >= n:
+            return
+        await asyncio.sleep(0.02)
+
+
+async def test_each_event_becomes_a_decision_or_a_dead_letter(worker) -> None:
+    topology, _, sent = worker
+    agent = agent_named(topology.app, "score-transactions")
+    async with agent.test_context() as test_agent:  # offsets 0..3 on partition 0
+        for value in [tx(1), b"{broken", tx(2), tx(1)]:
+            await test_agent.put(value, key=b"bob")
+        await wait_for(sent, 4)
+    decisions = [json.loads(e.value)["event_id"] for e in sent if e.topic == "fraud-decisions"]
+    dead = {json.loads(e.value)["offset"]: json.loads(e.value)["stage"] for e in sent if e.topic == "dead-letters"}
+    assert sorted(decisions) == ["a1", "a2"]
+    assert dead == {1: "validate", 3: "dedupe"}
+
+
+async def test_an_exception_in_model_code_dead_letters_that_event_only(worker, monkeypatch) -> None:
+    topology, runtime, sent = worker
+    real_score = runtime.engine.score
+
+    def flaky(tx, *args, **kwargs):
+        if tx.event_id == "a2":
+            raise ZeroDivisionError("injected")
+        return real_score(tx, *args, **kwargs)
+
+    monkeypatch.setattr(runtime.engine, "score", flaky)
+    async with agent_named(topology.app, "score-transactions").test_context() as test_agent:
+        for i in (1, 2, 3):
+            await test_agent.put(tx(i), key=b"bob")
+        await wait_for(sent, 3)
+    letters = [json.loads(e.value) for e in sent if e.topic == "dead-letters"]
+    assert sorted(json.loads(e.value)["event_id"] for e in sent if e.topic == "fraud-decisions") == ["a1", "a3"]
+    assert [(d["stage"], d["error"]) for d in letters] == [("score", "ZeroDivisionError: injected")]
