@@ -14,7 +14,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.settings import Settings
 
-DEFAULT_KEY_FIELDS = {"transactions": "user_id", "fraud-labels": "event_id"}
+
+def default_key_field(settings: Settings, topic: str) -> str | None:
+    """The contract's key: user_id on transactions, event_id on labels."""
+    return {settings.topics.transactions: "user_id", settings.topics.fraud_labels: "event_id"}.get(topic)
+
 
 
 def _number(text: str) -> object:
@@ -54,7 +58,7 @@ def read_messages(path: Path) -> Iterator[tuple[bytes, dict | None]]:
 
 async def produce_file(settings: Settings, file: str, topic: str, *, key_field: str | None = None,
                        rate: float | None = None) -> int:
-    key_field = key_field or DEFAULT_KEY_FIELDS.get(topic)
+    key_field = key_field or default_key_field(settings, topic)
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
     await producer.start()
     sent = 0
@@ -82,11 +86,11 @@ async def tail_topic(settings: Settings, topic: str, *, from_beginning: bool = F
     try:
         while limit is None or seen < limit:
             batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    out.write(record.value.decode("utf-8", errors="replace") + "\n")
-                    seen += 1
-                    last = time.monotonic()
+            for record in [r for records in batches.values() for r in records][:None if limit is None
+                                                                                  else limit - seen]:
+                out.write(record.value.decode("utf-8", errors="replace") + "\n")
+                seen += 1
+                last = time.monotonic()
             out.flush()
             if idle_timeout is not None and time.monotonic() - last > idle_timeout:
                 break
