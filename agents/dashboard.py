@@ -96,7 +96,8 @@ async def follow(settings: Settings, truth: Truth, figures: Figures, stop: async
     """Consume the output topics and redraw the figures every ``refresh_s`` until ``stop``."""
     t = settings.topics
     consumer = AIOKafkaConsumer(t.fraud_decisions, t.dead_letters, bootstrap_servers=settings.bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                fetch_max_wait_ms=settings.fetch_max_wait_ms)
     await consumer.start()
     tty = out.isatty()
     last_draw = 0.0

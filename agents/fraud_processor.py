@@ -6,6 +6,9 @@ Outcome per input message, exactly one of:
 - a dead letter (invalid bytes, a duplicate event_id from another offset, a failure inside
   feature or model code for that one event).
 
+Labels: learned from the decision-time snapshot; a label that comes before its transaction is
+decided (a backlog, a replay) is parked and learned when the decision is committed.
+
 Redis unreachable: events are still scored, from empty state, flagged ``degraded``.
 """
 
@@ -37,7 +40,7 @@ class DuplicateEvent(InvalidEvent):
 
 
 class UnknownLabelTarget(InvalidEvent):
-    """A label for an event_id with no pending snapshot (unknown, expired or already learned)."""
+    """A label for a decided event_id whose snapshot is gone (already labelled, or expired)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class FraudStats:
     degraded: int = 0
     late: int = 0
     labels_learned: int = 0
+    labels_parked: int = 0
     expired_learned: int = 0
     watermark: float = float("-inf")
 
@@ -110,20 +114,21 @@ class FraudProcessor:
             except RedisError as exc:
                 log.warning("redis unavailable, deciding %d events degraded: %s", len(valid), exc)
                 return self._decide_degraded(valid, started)
-            emits, batch = self._plan(valid, loaded, started)
+            emits, batch, early = self._plan(valid, loaded, started)
             try:
                 taken = await self.store.commit(batch)
             except RedisError as exc:
                 log.warning("redis commit failed, deciding %d events degraded: %s", len(valid), exc)
                 return self._decide_degraded(valid, started)
             if not taken:
+                await self._learn(early)  # only once the decisions are committed: never twice
                 return emits
             # Another worker decided some of these event_ids meanwhile: reload and redo.
             log.info("%d decisions raced with another worker; reloading batch", len(taken))
         raise RuntimeError("decision commit kept conflicting; giving up on this batch")
 
     def _plan(self, valid: list[tuple[RawMessage, Transaction]], loaded: LoadedState,
-              started: float) -> tuple[list[Emit], WriteBatch]:
+              started: float) -> tuple[list[Emit], WriteBatch, list[tuple[str, dict, bool]]]:
         topics = self.settings.topics
         emits: list[Emit] = []
         batch = WriteBatch()
@@ -131,6 +136,7 @@ class FraudProcessor:
         merchants = {m: dict(h) for m, h in loaded.merchants.items()}
         decided_here: dict[str, str] = {}
         touched_users: set[str] = set()
+        early: list[tuple[str, dict, bool]] = []  # labels that came first: learned after the commit
         for msg, tx in valid:
             stored = loaded.decisions.get(tx.event_id)
             first_source = stored.source if stored else decided_here.get(tx.event_id)
@@ -157,14 +163,18 @@ class FraudProcessor:
             merchants[tx.merchant_id] = apply_merchant_update(merchants.get(tx.merchant_id, {}),
                                                               scored.merchant_update)
             self.store.update_merchant(batch, tx.merchant_id, scored.merchant_update)
-            self.store.record_decision(batch, tx.event_id, msg.source, decision.to_dict(), scored.snapshot, tx.ts)
+            label = loaded.early_labels.get(tx.event_id)
+            if label is not None:
+                early.append((tx.event_id, scored.snapshot, label))
+            self.store.record_decision(batch, tx.event_id, msg.source, decision.to_dict(),
+                                       None if label is not None else scored.snapshot, tx.ts)
             decided_here[tx.event_id] = msg.source
             self.stats.late += scored.late
             self.stats.watermark = max(self.stats.watermark, tx.ts)
             emits.append(Emit(topics.fraud_decisions, tx.event_id.encode(), decision.to_json()))
         for user_id in touched_users:
             self.store.save_user(batch, user_id, users[user_id])  # type: ignore[arg-type]
-        return emits, batch
+        return emits, batch, early
 
     def _decide_degraded(self, valid: list[tuple[RawMessage, Transaction]], started: float) -> list[Emit]:
         emits = []
@@ -188,22 +198,30 @@ class FraudProcessor:
                 labels.append((msg, decode_label(msg.value or b"", max_bytes=self.settings.max_event_bytes)))
             except InvalidEvent as exc:
                 emits.append(self._dead_letter(msg, "validate", exc))
-        snapshots = await self.store.take_snapshots(list(dict.fromkeys(label.event_id for _, label in labels)))
-        updates = []
+        snapshots, decided = await self.store.take_snapshots(list(dict.fromkeys(lb.event_id for _, lb in labels)))
+        learn, park = [], {}
         for msg, label in labels:
             snapshot = snapshots.pop(label.event_id, None)
-            if snapshot is None:
+            if snapshot is not None:
+                learn.append((label.event_id, snapshot, label.is_fraud))
+            elif label.event_id not in decided and label.event_id not in park:
+                park[label.event_id] = label.is_fraud  # its transaction is not decided yet
+            else:
                 exc = UnknownLabelTarget("unknown_event", "event_id",
                                          f"no decision waiting for a label for event_id {label.event_id!r} "
-                                         "(unknown, past the snapshot TTL, or already labelled)")
+                                         "(already labelled, or past the snapshot TTL)")
                 emits.append(self._dead_letter(msg, "label_join", exc))
-                continue
-            updates.append((snapshot["m"], self.engine.learn_label(snapshot, label.is_fraud,
-                                                                   event_id=label.event_id)))
-            self.stats.labels_learned += 1
-        await self.store.apply_merchant_updates(updates)
+        await self.store.park_labels(park)
+        self.stats.labels_parked += len(park)
+        await self._learn(learn)
         self._count(emits)
         return emits
+
+    async def _learn(self, labelled: Sequence[tuple[str, dict, bool]]) -> None:
+        updates = [(snapshot["m"], self.engine.learn_label(snapshot, is_fraud, event_id=event_id))
+                   for event_id, snapshot, is_fraud in labelled]
+        await self.store.apply_merchant_updates(updates)
+        self.stats.labels_learned += len(updates)
 
     async def expire_unlabelled(self, limit: int = 1000) -> int:
         """Learn as legitimate every decision unlabelled for ``label_horizon_s`` of event time."""

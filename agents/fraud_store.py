@@ -49,6 +49,7 @@ class LoadedState:
     users: dict[str, UserState | None]
     merchants: dict[str, dict[str, float]]
     decisions: dict[str, StoredDecision | None]
+    early_labels: dict[str, bool]  # event_id -> is_fraud, for labels that came before the decision
 
 
 @dataclass
@@ -80,23 +81,31 @@ class FraudStore:
                 pipe.hgetall(self.keys.merchant(merchant_id))
             for event_id in events:
                 pipe.get(self.keys.decision(event_id))
+            for event_id in events:
+                pipe.get(self.keys.early_label(event_id))
             replies = await pipe.execute()
         user_raw, rest = replies[: len(users)], replies[len(users):]
-        merchant_raw, decision_raw = rest[: len(merchants)], rest[len(merchants):]
+        merchant_raw, rest = rest[: len(merchants)], rest[len(merchants):]
+        decision_raw, label_raw = rest[: len(events)], rest[len(events):]
         return LoadedState(
             users={u: UserState.from_bytes(r) if r else None for u, r in zip(users, user_raw)},
             merchants={m: {k.decode(): float(v) for k, v in h.items()} for m, h in zip(merchants, merchant_raw)},
             decisions={e: StoredDecision.from_bytes(r) if r else None for e, r in zip(events, decision_raw)},
+            early_labels={e: r == b"1" for e, r in zip(events, label_raw) if r is not None},
         )
 
     # -- building a commit -------------------------------------------------------------------
     def record_decision(self, batch: WriteBatch, event_id: str, source: str, decision: Mapping,
-                        snapshot: Mapping, event_ts: float) -> None:
+                        snapshot: Mapping | None, event_ts: float) -> None:
+        """Store the decision; keep ``snapshot`` for its label (None: its label is already here)."""
         key = self.keys.decision(event_id)
         s = self.settings
         batch.guards.append(key)
         stored = json.dumps({"src": source, "d": decision}, separators=(",", ":"))
         batch.commands.append(["SET", key, stored, "EX", str(s.decision_ttl_s)])
+        if snapshot is None:
+            batch.commands.append(["DEL", self.keys.early_label(event_id)])
+            return
         batch.commands.append(["SET", self.keys.snapshot(event_id),
                                json.dumps(snapshot, separators=(",", ":")), "EX", str(s.snapshot_ttl_s)])
         batch.commands.append(["ZADD", self.keys.pending_labels(), repr(float(event_ts)), event_id])
@@ -123,16 +132,29 @@ class FraudStore:
         return [int(i) for i in taken]
 
     # -- labels ------------------------------------------------------------------------------
-    async def take_snapshots(self, event_ids: Sequence[str]) -> dict[str, dict | None]:
-        """Fetch and delete snapshots (GETDEL), so each event is learned from at most once."""
+    async def take_snapshots(self, event_ids: Sequence[str]) -> tuple[dict[str, dict | None], set[str]]:
+        """Fetch and delete snapshots (GETDEL), so each event is learned from at most once; also
+        which of the events are decided. One MULTI/EXEC: a decision committed in between cannot
+        make a decided event look snapshot-less."""
         if not event_ids:
-            return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
+            return {}, set()
+        async with self.redis.pipeline(transaction=True) as pipe:
             for event_id in event_ids:
+                pipe.exists(self.keys.decision(event_id))
                 pipe.getdel(self.keys.snapshot(event_id))
             pipe.zrem(self.keys.pending_labels(), *event_ids)
             replies = await pipe.execute()
-        return {e: json.loads(r) if r else None for e, r in zip(event_ids, replies[:-1])}
+        decided = {e for e, r in zip(event_ids, replies[0:-1:2]) if r}
+        return {e: json.loads(r) if r else None for e, r in zip(event_ids, replies[1:-1:2])}, decided
+
+    async def park_labels(self, labels: Mapping[str, bool]) -> None:
+        """Keep labels whose transaction is not decided yet; the decision learns from them."""
+        if not labels:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_id, is_fraud in labels.items():
+                pipe.set(self.keys.early_label(event_id), "1" if is_fraud else "0", ex=self.settings.snapshot_ttl_s)
+            await pipe.execute()
 
     async def expired_pending(self, before_ts: float, limit: int) -> list[str]:
         """Event ids decided before ``before_ts`` (event time) that never got a label."""

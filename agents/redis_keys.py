@@ -56,6 +56,10 @@ class RedisKeys:
         """Features as they were at decision time, kept until the label arrives."""
         return f"{self.prefix}:s:{event_id}"
 
+    def early_label(self, event_id: str) -> str:
+        """A label that arrived before its transaction was decided, parked until it is."""
+        return f"{self.prefix}:l:{event_id}"
+
     def pending_labels(self) -> str:
         """Sorted set event_id -> event ts of decisions still waiting for a label."""
         return f"{self.prefix}:pending"

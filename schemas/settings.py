@@ -100,6 +100,9 @@ class Settings:
     # Worker
     batch_size: int = 500
     batch_within_s: float = 0.02
+    # Longest a consumer fetch may wait for data; brokers that hold a fetch for the full wait (Tansu)
+    # add it to every decision's latency. Kafka answers early, so a low value only costs idle polls.
+    fetch_max_wait_ms: int = 50
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = ".streamsense-data"

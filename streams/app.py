@@ -12,6 +12,16 @@ from dataclasses import dataclass
 import faust
 
 from schemas.settings import Settings, SettingsError
+from streams.transport import Transport
+
+
+class StreamsenseApp(faust.App):
+    """A Faust app whose consumer fetch wait comes from settings (see streams.transport)."""
+
+    fetch_max_wait_ms: int = 1500
+
+    def _new_transport(self):
+        return Transport(self.conf.broker_consumer, self)
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,8 @@ def make_app(settings: Settings, **overrides: object) -> Topology:
         broker_rebalance_timeout=10,
         producer_acks=-1,
     )
-    app = faust.App(settings.app_id, **{**options, **overrides})
+    app = StreamsenseApp(settings.app_id, **{**options, **overrides})
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     t = settings.topics
 
     def raw_topic(name: str) -> faust.TopicT:

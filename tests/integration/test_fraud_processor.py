@@ -54,7 +54,7 @@ async def test_redelivery_reemits_the_same_decision_without_counting_twice(proce
     assert [e.value for e in first] == [e.value for e in again]  # byte-identical: one effective decision
     assert processor.stats.redelivered == 5
     nxt = await processor.on_transactions([msg(tx_bytes(5), 5)])
-    features_seen = await processor.store.take_snapshots(["e5"])
+    features_seen = await processor.store.read_snapshots(["e5"])
     assert features_seen["e5"]["x"]["user_count_24h"] == 5  # the redelivered five were counted once
     assert topics_of(nxt) == ["fraud-decisions"]
 
@@ -111,3 +111,15 @@ async def test_redis_down_still_decides_degraded() -> None:
     await redis.aclose()
     assert topics_of(emits) == ["fraud-decisions"] * 3
     assert all(json.loads(e.value)["degraded"] for e in emits)
+
+
+async def test_a_label_before_its_transaction_is_parked_and_learned_at_decision_time(processor) -> None:
+    label = json.dumps({"event_id": "e7", "is_fraud": True, "ts": NOW}).encode()
+    assert await processor.on_labels([msg(label, 1, "fraud-labels")]) == []
+    assert processor.stats.labels_parked == 1 and processor.stats.labels_learned == 0
+    positives = processor.engine.classifier.n_positives
+    assert topics_of(await processor.on_transactions([msg(tx_bytes(7), 7)])) == ["fraud-decisions"]
+    assert processor.engine.classifier.n_positives == positives + 1 and processor.stats.labels_learned == 1
+    assert await processor.store.read_snapshots(["e7"]) == {"e7": None}  # nothing left waiting
+    again = await processor.on_labels([msg(label, 2, "fraud-labels")])
+    assert topics_of(again) == ["dead-letters"]
