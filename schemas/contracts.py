@@ -8,7 +8,8 @@ from functools import cache
 from pathlib import Path
 
 from schemas.errors import NotFinite
-from schemas.records import DeadLetter, FraudDecision, FraudLabel, Reason, Transaction
+from schemas.records import (DeadLetter, FraudDecision, FraudLabel, Interaction, Reason, RecoItem, RecoRequest,
+                             Recommendation, Transaction)
 
 HERE = Path(__file__).parent
 
@@ -38,6 +39,16 @@ CONTRACTS = (
                  Reason("user_count_1m", "feature", 1.84)),
         model="lr+hst+rules", model_version="1.5120", degraded=False, late=False, latency_ms=3.2,
         decided_at=1795514400.41).to_dict()),
+    Contract("interactions", "user_id", "interaction.schema.json", Interaction(
+        event_id="int-000917", ts=1795514460.0, user_id="u-1842", item_id="item-0311", kind="rating",
+        rating=4.0).to_dict()),
+    Contract("reco-requests", "user_id", "reco_request.schema.json", RecoRequest(
+        request_id="req-5521", user_id="u-1842", k=3, ts=1795514470.0, exclude=("item-0311",)).to_dict()),
+    Contract("recommendations", "user_id", "recommendation.schema.json", Recommendation(
+        request_id="req-5521", user_id="u-1842",
+        items=(RecoItem("item-0102", 4.61), RecoItem("item-0057", 4.42), RecoItem("item-0764", 4.05)),
+        strategy="personal", model="biased-mf", model_version="1.20931", latency_ms=0.8,
+        generated_at=1795514470.2).to_dict()),
     Contract("dead-letters", "the original message key", "dead_letter.schema.json", DeadLetter.from_raw(
         b'{"event_id": "tx-1", "amount": NaN}', key=b"u-1842", source_topic="transactions", partition=2,
         offset=1187, stage="validate", error=NotFinite("not_finite", None, "NaN is not a valid number in a message"),

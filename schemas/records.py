@@ -22,6 +22,8 @@ from schemas.errors import InvalidEvent
 CHANNELS = ("web", "app", "pos", "atm", "phone")
 DECISIONS = ("approve", "review", "decline")
 REASON_KINDS = ("feature", "rule", "anomaly", "flag")
+INTERACTION_KINDS = ("view", "click", "cart", "purchase", "rating")
+STRATEGIES = ("personal", "popular", "explore")
 MAX_ERROR_CHARS = 1000
 
 
@@ -30,8 +32,24 @@ def dumps(doc: dict) -> bytes:
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
+class _Plain:
+    """to_dict / to_json / from_dict for records made of plain fields."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: Mapping):
+        return cls(**d)
+
+
 @dataclass(frozen=True, slots=True)
-class Transaction:
+class Transaction(_Plain):
     event_id: str
     ts: float  # event time, epoch seconds UTC
     user_id: str
@@ -52,29 +70,16 @@ class Transaction:
             doc["features"] = dict(self.features)
         return doc
 
-    def to_json(self) -> bytes:
-        return dumps(self.to_dict())
-
     @classmethod
     def from_dict(cls, d: Mapping) -> "Transaction":
         return cls(**{**d, "features": types.MappingProxyType(dict(d.get("features") or {}))})
 
 
 @dataclass(frozen=True, slots=True)
-class FraudLabel:
+class FraudLabel(_Plain):
     event_id: str
     is_fraud: bool
     ts: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self) -> bytes:
-        return dumps(self.to_dict())
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "FraudLabel":
-        return cls(**d)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,7 @@ class Reason:
 
 
 @dataclass(frozen=True, slots=True)
-class FraudDecision:
+class FraudDecision(_Plain):
     event_id: str
     score: float
     decision: str
@@ -100,12 +105,66 @@ class FraudDecision:
     def to_dict(self) -> dict:
         return asdict(self) | {"reasons": [asdict(r) for r in self.reasons]}
 
-    def to_json(self) -> bytes:
-        return dumps(self.to_dict())
-
     @classmethod
     def from_dict(cls, d: Mapping) -> "FraudDecision":
         return cls(**{**d, "reasons": tuple(Reason(**r) for r in d["reasons"])})
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction(_Plain):
+    event_id: str
+    ts: float
+    user_id: str
+    item_id: str
+    kind: str
+    rating: float | None = None
+
+    def to_dict(self) -> dict:
+        doc = asdict(self)
+        if self.rating is None:
+            del doc["rating"]
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class RecoRequest(_Plain):
+    request_id: str
+    user_id: str
+    k: int
+    ts: float
+    exclude: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"exclude": list(self.exclude)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "RecoRequest":
+        return cls(**{**d, "exclude": tuple(d.get("exclude", ()))})
+
+
+@dataclass(frozen=True, slots=True)
+class RecoItem:
+    item_id: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation(_Plain):
+    request_id: str
+    user_id: str
+    items: tuple[RecoItem, ...]
+    strategy: str
+    model: str
+    model_version: str
+    latency_ms: float
+    generated_at: float
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"items": [asdict(i) for i in self.items]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Recommendation":
+        return cls(**{**d, "items": tuple(RecoItem(**i) for i in d["items"])})
 
 
 def _b64(raw: bytes) -> str:
@@ -113,7 +172,7 @@ def _b64(raw: bytes) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(_Plain):
     source_topic: str
     partition: int
     offset: int
@@ -150,13 +209,3 @@ class DeadLetter:
         return cls(source_topic=source_topic, partition=partition, offset=offset, stage=stage, error_code=code,
                    error=message[:MAX_ERROR_CHARS], field=at, raw_b64=_b64(raw[:cap]), raw_size=len(raw),
                    truncated=len(raw) > cap, key_b64=None if key is None else _b64(key[:cap]), failed_at=failed_at)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self) -> bytes:
-        return dumps(self.to_dict())
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "DeadLetter":
-        return cls(**d)

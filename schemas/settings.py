@@ -61,6 +61,9 @@ class Topics:
     fraud_labels: str = "fraud-labels"
     fraud_decisions: str = "fraud-decisions"
     dead_letters: str = "dead-letters"
+    interactions: str = "interactions"
+    reco_requests: str = "reco-requests"
+    recommendations: str = "recommendations"
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,12 @@ class Settings:
     # Longest a consumer fetch may wait for data; brokers that hold a fetch for the full wait (Tansu)
     # add it to every decision's latency. Kafka answers early, so a low value only costs idle polls.
     fetch_max_wait_ms: int = 50
+    # Recommendations
+    reco_default_k: int = 10
+    reco_min_history: int = 3  # fewer interactions than this: the popular list answers
+    reco_explore_share: float = 0.05  # share of answers that explore (logged as strategy "explore")
+    reco_trending_half_life_s: float = 6 * 3600.0
+    reco_list_ttl_s: int = 3600
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = ".streamsense-data"

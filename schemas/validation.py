@@ -29,12 +29,14 @@ from typing import Callable, Mapping
 
 from schemas.errors import (BadTimestamp, InvalidEvent, MalformedJson, MissingField, NotAnObject, NotFinite,
                             NotUtf8, OutOfRange, TooLarge, TooLong, UnknownEnumValue, UnknownField, WrongType)
-from schemas.records import CHANNELS, FraudLabel, Transaction
+from schemas.records import CHANNELS, INTERACTION_KINDS, FraudLabel, Interaction, RecoRequest, Transaction
 
 MAX_ID_CHARS = 128
 MAX_FEATURES = 256
 MAX_FEATURE_NAME_CHARS = 64
 MAX_AMOUNT = 1e9
+MAX_K = 100
+MAX_EXCLUDE = 200
 # Epoch seconds beyond this are almost surely milliseconds sent by mistake (year 5138).
 MAX_EPOCH_S = 1e11
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -180,6 +182,31 @@ TRANSACTION_REQUIRED = {
 }
 TRANSACTION_OPTIONAL = {"device_id": text, "features": feature_map}
 LABEL_REQUIRED = {"event_id": text, "is_fraud": boolean, "ts": timestamp}
+INTERACTION_REQUIRED = {"event_id": text, "ts": timestamp, "user_id": text, "item_id": text,
+                        "kind": one_of(INTERACTION_KINDS)}
+INTERACTION_OPTIONAL = {"rating": lambda n, v: number(n, v, 0.0, 10.0)}
+
+
+def integer(low: int, high: int) -> Callable[[str, object], int]:
+    def check(name: str, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise WrongType("wrong_type", name, f"{name} must be an integer, got {type(value).__name__}")
+        if not low <= value <= high:
+            raise OutOfRange("out_of_range", name, f"{name} must be between {low} and {high}; got {value}")
+        return value
+    return check
+
+
+def id_list(name: str, value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise WrongType("wrong_type", name, f"{name} must be a list of ids, got {type(value).__name__}")
+    if len(value) > MAX_EXCLUDE:
+        raise TooLong("too_many_items", name, f"{name} has {len(value)} ids; at most {MAX_EXCLUDE}")
+    return tuple(text(f"{name}[]", v) for v in value)
+
+
+RECO_REQUEST_REQUIRED = {"request_id": text, "user_id": text, "k": integer(1, MAX_K), "ts": timestamp}
+RECO_REQUEST_OPTIONAL = {"exclude": id_list}
 
 
 def decode_transaction(raw: bytes, *, max_bytes: int, now: float, max_future_s: float,
@@ -207,4 +234,32 @@ def decode_label(raw: bytes, *, max_bytes: int) -> FraudLabel:
     return FraudLabel(**fields(parse_object(raw, max_bytes), LABEL_REQUIRED, {}))
 
 
-__all__ = ["InvalidEvent", "decode_label", "decode_transaction", "parse_object"]
+def decode_interaction(raw: bytes, *, max_bytes: int) -> Interaction:
+    """Decode an interactions message; a ``rating`` belongs to kind "rating" only.
+
+    >>> decode_interaction(b'{"event_id": "i1", "ts": 5, "user_id": "u", "item_id": "a", "kind": "rating"}',
+    ...                    max_bytes=1000)
+    Traceback (most recent call last):
+    ...
+    schemas.errors.MissingField: kind "rating" needs a rating value
+    """
+    values = fields(parse_object(raw, max_bytes), INTERACTION_REQUIRED, INTERACTION_OPTIONAL)
+    if (values["kind"] == "rating") != ("rating" in values):
+        if values["kind"] == "rating":
+            raise MissingField("missing_field", "rating", 'kind "rating" needs a rating value')
+        raise UnknownField("unexpected_field", "rating", f'a rating belongs to kind "rating", not {values["kind"]!r}')
+    return Interaction(**values)
+
+
+def decode_reco_request(raw: bytes, *, max_bytes: int) -> RecoRequest:
+    """Decode a reco-requests message.
+
+    >>> decode_reco_request(b'{"request_id": "r1", "user_id": "u", "k": 5, "ts": 1, "exclude": ["a"]}',
+    ...                     max_bytes=1000)
+    RecoRequest(request_id='r1', user_id='u', k=5, ts=1.0, exclude=('a',))
+    """
+    return RecoRequest(**fields(parse_object(raw, max_bytes), RECO_REQUEST_REQUIRED, RECO_REQUEST_OPTIONAL))
+
+
+__all__ = ["InvalidEvent", "decode_interaction", "decode_label", "decode_reco_request", "decode_transaction",
+           "parse_object"]

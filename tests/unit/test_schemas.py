@@ -13,15 +13,17 @@ from hypothesis import given, settings, strategies as st
 from online_models.engine import FraudEngine
 from schemas import errors
 from schemas.contracts import CONTRACTS, load_schema, readme_section
-from schemas.records import CHANNELS, DeadLetter, FraudDecision, FraudLabel, Transaction
+from schemas.records import (CHANNELS, DeadLetter, FraudDecision, FraudLabel, Interaction, RecoRequest,
+                             Recommendation, Transaction)
 from schemas.settings import Settings
-from schemas.validation import decode_label, decode_transaction
+from schemas.validation import decode_interaction, decode_label, decode_reco_request, decode_transaction
 
 NOW = 1_795_514_400.0
 LIMITS = dict(max_bytes=65536, now=NOW, max_future_s=3600.0, max_past_s=30 * 86400.0)
 README = Path(__file__).resolve().parents[2] / "README.md"
 RECORDS = {"transactions": Transaction, "fraud-labels": FraudLabel, "fraud-decisions": FraudDecision,
-           "dead-letters": DeadLetter}
+           "dead-letters": DeadLetter, "interactions": Interaction, "reco-requests": RecoRequest,
+           "recommendations": Recommendation}
 
 
 def valid_tx(**changes) -> dict:
@@ -149,3 +151,39 @@ def test_generated_valid_transactions_pass_both_the_decoder_and_the_schema(amoun
     tx = decode(doc)
     check("transaction.schema.json", doc)
     assert tx.amount == amount and math.isfinite(tx.ts)
+
+
+@pytest.mark.parametrize("raw, exc_type, field", [
+    (b'{"event_id": "i", "ts": 1, "user_id": "u", "item_id": "a", "kind": "like"}', errors.UnknownEnumValue, "kind"),
+    (b'{"event_id": "i", "ts": 1, "user_id": "u", "item_id": "a", "kind": "view", "rating": 3}',
+     errors.UnknownField, "rating"),
+    (b'{"event_id": "i", "ts": 1, "user_id": "u", "item_id": "a", "kind": "rating", "rating": NaN}',
+     errors.NotFinite, None),
+    (b'{"event_id": "i", "ts": 1, "user_id": "u", "kind": "view"}', errors.MissingField, "item_id"),
+])
+def test_bad_interactions_are_refused(raw, exc_type, field) -> None:
+    with pytest.raises(exc_type) as caught:
+        decode_interaction(raw, max_bytes=1000)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("raw, exc_type, field", [
+    (b'{"request_id": "r", "user_id": "u", "k": 0, "ts": 1}', errors.OutOfRange, "k"),
+    (b'{"request_id": "r", "user_id": "u", "k": 2.5, "ts": 1}', errors.WrongType, "k"),
+    (b'{"request_id": "r", "user_id": "u", "k": 5, "ts": 1, "exclude": "a"}', errors.WrongType, "exclude"),
+    (b'{"request_id": "r", "user_id": "u", "k": 5, "ts": 1, "exclude": [1]}', errors.WrongType, "exclude[]"),
+])
+def test_bad_reco_requests_are_refused(raw, exc_type, field) -> None:
+    with pytest.raises(exc_type) as caught:
+        decode_reco_request(raw, max_bytes=1000)
+    assert caught.value.field == field
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_give_an_interaction_a_request_or_a_typed_refusal(raw: bytes) -> None:
+    for fn in (decode_interaction, decode_reco_request):
+        try:
+            fn(raw, max_bytes=1000)
+        except errors.InvalidEvent:
+            pass
