@@ -49,6 +49,7 @@ class SimEvent:
     payload: dict
     is_fraud: bool | None = None
     pattern: str = "normal"
+    next_item: str | None = None  # reco requests: the item the user interacts with next (held back)
 
 
 @dataclass

@@ -1,0 +1,85 @@
+"""The recommendation engine: learn from interactions, answer requests with a strategy.
+
+- personal: the user has enough history (``reco_min_history``) and the model knows them: the
+  model ranks the candidate set (trending items), seen and excluded items removed, topped up from
+  the popular list if short;
+- popular: an unknown or thin user gets the trending list, seen and excluded items removed;
+- explore: a seeded share of answers (``reco_explore_share``) samples from the trending tail, so
+  new items get a chance; each such answer says so in its strategy.
+
+The worker, the replay and the evaluate command all go through this class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Sequence
+
+from online_models.recommender import OnlineRecommender
+from schemas.records import Interaction, RecoItem, RecoRequest, Recommendation
+from streams.popularity import interaction_weight
+
+MODEL_NAME = "biased-mf"
+MODEL_GENERATION = 1
+CANDIDATES = 1000  # trending items the personal ranker scores per request
+EXPLORE_TAIL = 200  # the explore strategy samples among trending items ranked k .. k + EXPLORE_TAIL
+LIKED_RATING = 3.0  # on a 1-5 scale
+
+
+def learn_repeats(weight: float) -> int:
+    """How many times an interaction of this weight is learned: 1 for a view, 3 for a purchase.
+
+    >>> [learn_repeats(w) for w in (1.0, 2.0, 3.0, 5.0)]
+    [1, 2, 2, 3]
+    """
+    return max(1, min(3, round(weight ** 0.7)))
+
+
+class RecoEngine:
+    def __init__(self, settings, recommender: OnlineRecommender | None = None) -> None:
+        self.settings = settings
+        self.recommender = recommender or OnlineRecommender(seed=settings.seed)
+
+    @property
+    def model_version(self) -> str:
+        return f"{MODEL_GENERATION}.{self.recommender.n_learned}"
+
+    def learn(self, interaction: Interaction, seen: set[str]) -> None:
+        """Learn one interaction; ``seen`` are the user's items before it (not sampled as negatives).
+
+        Stronger intent is learned more often (a purchase three times, a view once); an explicit
+        rating below ``LIKED_RATING`` teaches that the user rejected the item.
+        """
+        it = interaction
+        weight = interaction_weight(it.kind, it.rating)
+        chosen = it.kind != "rating" or weight >= LIKED_RATING
+        for _ in range(learn_repeats(weight) if chosen else 1):
+            self.recommender.learn_one(it.user_id, it.item_id, chosen, seen | {it.item_id})
+
+    def rank(self, user_id: str, k: int, exclude: set[str], seen_count: int,
+             trending: Sequence[tuple[str, float]]) -> tuple[str, list[tuple[str, float]]]:
+        """(strategy, items) without exploration: personal when the user is known enough, else popular."""
+        popular = [(item, score) for item, score in trending if item not in exclude]
+        if seen_count >= self.settings.reco_min_history and self.recommender.knows(user_id):
+            items = self.recommender.top_k(user_id, [i for i, _ in trending[:CANDIDATES]], k, exclude)
+            chosen = {i for i, _ in items}
+            items += [(i, s) for i, s in popular if i not in chosen][: k - len(items)]
+            return "personal", items
+        return "popular", popular[:k]
+
+    def recommend(self, request: RecoRequest, seen: set[str], trending: Sequence[tuple[str, float]], *,
+                  generated_at: float) -> Recommendation:
+        exclude = seen | set(request.exclude)
+        # Seeded by the request id: a redelivered request explores the same way.
+        rng = random.Random(int.from_bytes(hashlib.blake2b(request.request_id.encode(), digest_size=8).digest(),
+                                           "big") ^ self.settings.seed)
+        if rng.random() < self.settings.reco_explore_share:
+            tail = [i for i, _ in trending[request.k: request.k + EXPLORE_TAIL] if i not in exclude]
+            strategy, items = "explore", [(i, 0.0) for i in rng.sample(tail, min(request.k, len(tail)))]
+        else:
+            strategy, items = self.rank(request.user_id, request.k, exclude, len(seen), trending)
+        return Recommendation(
+            request_id=request.request_id, user_id=request.user_id,
+            items=tuple(RecoItem(i, round(s, 6)) for i, s in items), strategy=strategy, model=MODEL_NAME,
+            model_version=self.model_version, latency_ms=0.0, generated_at=generated_at)
