@@ -23,9 +23,10 @@ from typing import Callable, Sequence
 from redis.exceptions import RedisError
 
 from agents.fraud_store import FraudStore, LoadedState, WriteBatch
+from agents.messages import Emit, RawMessage, dead_letter
 from online_models.engine import FraudEngine
 from schemas.errors import InvalidEvent
-from schemas.records import DeadLetter, FraudDecision, Transaction
+from schemas.records import FraudDecision, Transaction
 from schemas.settings import Settings
 from schemas.validation import decode_label, decode_transaction
 from streams.fraud_features import apply_merchant_update
@@ -41,27 +42,6 @@ class DuplicateEvent(InvalidEvent):
 
 class UnknownLabelTarget(InvalidEvent):
     """A label for a decided event_id whose snapshot is gone (already labelled, or expired)."""
-
-
-@dataclass(frozen=True)
-class RawMessage:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: float | None = None
-
-    @property
-    def source(self) -> str:
-        return f"{self.topic}/{self.partition}/{self.offset}"
-
-
-@dataclass(frozen=True)
-class Emit:
-    topic: str
-    key: bytes | None
-    value: bytes
 
 
 @dataclass
@@ -238,11 +218,7 @@ class FraudProcessor:
 
     # -- helpers -------------------------------------------------------------------------------
     def _dead_letter(self, msg: RawMessage, stage: str, exc: Exception) -> Emit:
-        letter = DeadLetter.from_raw(msg.value, key=msg.key, source_topic=msg.topic, partition=msg.partition,
-                                     offset=msg.offset, stage=stage, error=exc,
-                                     cap=self.settings.dead_letter_raw_bytes, failed_at=self.clock())
-        log.warning("dead letter %s at %s: %s", stage, msg.source, letter.error)
-        return Emit(self.settings.topics.dead_letters, msg.key, letter.to_json())
+        return dead_letter(self.settings, msg, stage, exc, self.clock())
 
     def _count(self, emits: Sequence[Emit]) -> None:
         for emit in emits:

@@ -63,3 +63,20 @@ class RedisKeys:
     def pending_labels(self) -> str:
         """Sorted set event_id -> event ts of decisions still waiting for a label."""
         return f"{self.prefix}:pending"
+
+    # -- recommendations ----------------------------------------------------------------------
+    def seen_items(self, user_id: str) -> str:
+        """Set of items the user interacted with (excluded from their recommendations)."""
+        return f"{self.prefix}:r:seen:{pseudonym(self.pseudonym_key, user_id)}"
+
+    def reco_list(self, user_id: str) -> str:
+        """Sorted set item -> score: the user's current top-K, for services that read Redis directly."""
+        return f"{self.prefix}:r:list:{pseudonym(self.pseudonym_key, user_id)}"
+
+    def popularity(self, bucket: int) -> str:
+        """Sorted set item -> interaction weight within one hour of event time (all workers add)."""
+        return f"{self.prefix}:r:pop:{bucket}"
+
+    def claim(self, kind: str, message_id: str) -> str:
+        """Which input offset first carried this interaction or request id (duplicates are refused)."""
+        return f"{self.prefix}:r:{kind}:{message_id}"

@@ -1,4 +1,4 @@
-"""Build and run one streamsense worker: app, agents, Redis, model."""
+"""Build and run one streamsense worker: app, agents, Redis, models."""
 
 from __future__ import annotations
 
@@ -6,17 +6,21 @@ import logging
 
 import faust
 
-from agents.fraud_agents import FraudRuntime, register_fraud_agents
+from agents.fraud_agents import register_fraud_agents
+from agents.reco_agents import register_reco_agents
+from agents.runtime import Runtime
 from online_models.engine import FraudEngine
+from online_models.reco_engine import RecoEngine
 from schemas.settings import Settings
 from streams.app import Topology, make_app
 
 
-def build_worker(settings: Settings, **app_overrides: object) -> tuple[Topology, FraudRuntime]:
+def build_worker(settings: Settings, **app_overrides: object) -> tuple[Topology, Runtime]:
     topology = make_app(settings, **app_overrides)
-    runtime = FraudRuntime(settings, FraudEngine(settings))
+    runtime = Runtime(settings, FraudEngine(settings), RecoEngine(settings))
     topology.app.service(runtime)
     register_fraud_agents(topology, settings, runtime)
+    register_reco_agents(topology, settings, runtime)
     return topology, runtime
 
 

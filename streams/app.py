@@ -31,6 +31,9 @@ class Topology:
     fraud_labels: faust.TopicT
     fraud_decisions: faust.TopicT
     dead_letters: faust.TopicT
+    interactions: faust.TopicT
+    reco_requests: faust.TopicT
+    recommendations: faust.TopicT
 
 
 def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
@@ -54,7 +57,7 @@ def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | No
 
 
 def make_app(settings: Settings, **overrides: object) -> Topology:
-    """Create the Faust app and declare the fraud-path topics."""
+    """Create the Faust app and declare its topics."""
     brokers = ";".join(f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(","))
     options = dict(
         broker=brokers,
@@ -84,4 +87,7 @@ def make_app(settings: Settings, **overrides: object) -> Topology:
         fraud_labels=raw_topic(t.fraud_labels),
         fraud_decisions=raw_topic(t.fraud_decisions),
         dead_letters=raw_topic(t.dead_letters),
+        interactions=raw_topic(t.interactions),
+        reco_requests=raw_topic(t.reco_requests),
+        recommendations=raw_topic(t.recommendations),
     )

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from agents import fraud_agents
+from agents import batching
 from agents.worker import build_worker
 from schemas.settings import SecretStr, Settings
 
@@ -30,7 +30,7 @@ async def worker(redis_url: str, tmp_path, monkeypatch):
     async def capture(app, emits):
         sent.extend(emits)
 
-    monkeypatch.setattr(fraud_agents, "emit_all", capture)
+    monkeypatch.setattr(batching, "emit_all", capture)
     await runtime.start()
     yield topology, runtime, sent
     await runtime.stop()

@@ -9,7 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 from agents.embedded import free_port
-from agents.fraud_processor import FraudProcessor, RawMessage
+from agents.fraud_processor import FraudProcessor
+from agents.messages import RawMessage
 from agents.fraud_store import FraudStore
 from agents.redis_keys import RedisKeys
 from online_models.engine import FraudEngine

@@ -1,0 +1,41 @@
+"""What a processor takes (raw Kafka messages) and gives back (messages to emit), and dead letters."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from schemas.records import DeadLetter
+from schemas.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float | None = None
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass(frozen=True)
+class Emit:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+def dead_letter(settings: Settings, msg: RawMessage, stage: str, exc: BaseException, failed_at: float) -> Emit:
+    """The dead letter of ``msg``: its bytes (capped), where it came from, the stage and the error."""
+    letter = DeadLetter.from_raw(msg.value, key=msg.key, source_topic=msg.topic, partition=msg.partition,
+                                 offset=msg.offset, stage=stage, error=exc, cap=settings.dead_letter_raw_bytes,
+                                 failed_at=failed_at)
+    log.warning("dead letter %s at %s: %s", stage, msg.source, letter.error)
+    return Emit(settings.topics.dead_letters, msg.key, letter.to_json())

@@ -1,0 +1,130 @@
+"""The recommendation path for one batch: interactions teach the model, requests get answers.
+
+Outcome per input message: an interaction updates state (or is a dead letter); a request gets
+exactly one recommendation (or is a dead letter). A redelivered offset is recognised by its claim:
+the interaction is not learned twice, the request is answered again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Callable, Sequence
+
+from redis.exceptions import RedisError
+
+from agents.messages import Emit, RawMessage, dead_letter
+from agents.reco_store import RecoStore
+from online_models.reco_engine import RecoEngine
+from schemas.errors import InvalidEvent
+from schemas.settings import Settings
+from schemas.validation import decode_interaction, decode_reco_request
+from streams.popularity import interaction_weight, live_buckets, trending
+
+log = logging.getLogger(__name__)
+
+
+class DuplicateMessage(InvalidEvent):
+    """An interaction or request id already carried by another input offset."""
+
+
+@dataclasses.dataclass
+class RecoStats:
+    interactions: int = 0
+    requests: int = 0
+    dead_letters: int = 0
+    by_strategy: dict = dataclasses.field(default_factory=dict)
+    watermark: float = 0.0
+
+
+class RecoProcessor:
+    def __init__(self, settings: Settings, engine: RecoEngine, store: RecoStore,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.clock = clock
+        self.stats = RecoStats()
+        self.trending: list[tuple[str, float]] = []
+
+    def _decode(self, messages, decode, emits: list[Emit]) -> list:
+        valid = []
+        for msg in messages:
+            try:
+                valid.append((msg, decode(msg.value or b"", max_bytes=self.settings.max_event_bytes)))
+            except InvalidEvent as exc:
+                emits.append(dead_letter(self.settings, msg, "validate", exc, self.clock()))
+        return valid
+
+    async def _claim(self, kind: str, valid: list, message_id, emits: list[Emit]) -> list:
+        """Keep first sightings; a redelivery is kept with ``fresh=False``; other duplicates are dead letters."""
+        previous = await self.store.claim(kind, [(message_id(r), m.source) for m, r in valid])
+        kept, here = [], set()
+        for (msg, record), before in zip(valid, previous):
+            if (before is None or before == msg.source) and message_id(record) not in here:
+                here.add(message_id(record))
+                kept.append((msg, record, before is None))
+                continue
+            exc = DuplicateMessage("duplicate_id", None, f"{kind} id {message_id(record)!r} was already "
+                                   f"received (from {before or 'this batch'})")
+            emits.append(dead_letter(self.settings, msg, "dedupe", exc, self.clock()))
+        return kept
+
+    async def on_interactions(self, messages: Sequence[RawMessage]) -> list[Emit]:
+        emits: list[Emit] = []
+        valid = self._decode(messages, decode_interaction, emits)
+        kept = [(m, it) for m, it, fresh in await self._claim("i", valid, lambda it: it.event_id, emits) if fresh]
+        seen = await self.store.seen(it.user_id for _, it in kept)
+        recorded = []
+        for _, it in kept:
+            self.engine.learn(it, seen[it.user_id])
+            seen[it.user_id].add(it.item_id)
+            recorded.append((it.user_id, it.item_id, it.ts, interaction_weight(it.kind, it.rating)))
+            self.stats.watermark = max(self.stats.watermark, it.ts)
+        if kept and not self.trending:
+            await self._refresh_quietly()
+        k = self.settings.reco_default_k
+        lists = {user: self.engine.rank(user, k, seen[user], len(seen[user]), self.trending)[1]
+                 for user in {it.user_id for _, it in kept}}
+        await self.store.record(recorded, lists)
+        self.stats.interactions += len(kept)
+        self.stats.dead_letters += len(emits)
+        return emits
+
+    async def on_requests(self, messages: Sequence[RawMessage]) -> list[Emit]:
+        started = self.clock()
+        emits: list[Emit] = []
+        valid = self._decode(messages, decode_reco_request, emits)
+        kept = await self._claim("q", valid, lambda r: r.request_id, emits)
+        try:
+            seen = await self.store.seen(r.user_id for _, r, _ in kept)
+        except RedisError as exc:  # answer anyway; seen items cannot be excluded
+            log.warning("redis unavailable, answering %d requests without seen items: %s", len(kept), exc)
+            seen = {}
+        self.stats.dead_letters += len(emits)
+        for _, request, _ in kept:
+            self.stats.watermark = max(self.stats.watermark, request.ts)
+        if kept and not self.trending:
+            await self._refresh_quietly()
+        for msg, request, _ in kept:
+            rec = self.engine.recommend(request, seen.get(request.user_id, set()), self.trending,
+                                        generated_at=self.clock())
+            rec = dataclasses.replace(rec, latency_ms=(self.clock() - started) * 1000.0)
+            self.stats.by_strategy[rec.strategy] = self.stats.by_strategy.get(rec.strategy, 0) + 1
+            emits.append(Emit(self.settings.topics.recommendations, request.user_id.encode(), rec.to_json()))
+        self.stats.requests += len(kept)
+        return emits
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh_trending()
+        except RedisError as exc:
+            log.warning("no trending list yet and Redis unavailable: %s", exc)
+
+    async def refresh_trending(self) -> None:
+        """Merge the recent popularity buckets (all workers') into the ranked list answers use."""
+        now = self.stats.watermark or self.clock()
+        half_life = self.settings.reco_trending_half_life_s
+        buckets = await self.store.popularity(live_buckets(now, half_life))
+        self.trending = trending(buckets, now, half_life)
