@@ -48,6 +48,10 @@ class Figures:
     processing_ms: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
     arrivals: deque = field(default_factory=lambda: deque(maxlen=50_000))
     model_version: str = "-"
+    strategies: Counter = field(default_factory=Counter)
+    hits: Counter = field(default_factory=Counter)  # strategy -> held-back item in the list
+    judged: Counter = field(default_factory=Counter)  # strategy -> answers with a held-back item
+    reco_ms: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
 
     def add_decision(self, doc: dict, truth: Truth, now: float) -> None:
         self.decisions[doc["decision"]] += 1
@@ -65,6 +69,20 @@ class Figures:
             self.scored += 1
             if self.scored == 5000:
                 self.first_5000_rocauc = self.rocauc.get()
+
+    def add_recommendation(self, doc: dict, truth: Truth, now: float) -> None:
+        strategy = doc["strategy"]
+        self.strategies[strategy] += 1
+        sent = truth.sent_at.pop(doc["request_id"], None)
+        if sent is not None:
+            self.reco_ms.append((now - sent) * 1000.0)
+        held_back = truth.next_item.pop(doc["request_id"], None)
+        if held_back is not None:
+            self.judged[strategy] += 1
+            self.hits[strategy] += held_back in {i["item_id"] for i in doc["items"][:10]}
+
+    def hit_rate(self, strategy: str) -> str:
+        return f"{self.hits[strategy] / self.judged[strategy]:.3f}" if self.judged[strategy] else "-"
 
     def rate(self, now: float, over: float = 5.0) -> float:
         return sum(1 for t in self.arrivals if t >= now - over) / over
@@ -87,6 +105,12 @@ class Figures:
             f"  dead letters  {sum(self.dead_letters.values()):,} "
             + " ".join(f"{stage}={n}" for stage, n in sorted(self.dead_letters.items())),
             f"  model         {self.model_version}",
+            f"  reco          interactions {truth.interactions:,}  requests {truth.requests:,}  answered "
+            f"{sum(self.strategies.values()):,}  cold-start share "
+            f"{self.strategies['popular'] / max(1, sum(self.strategies.values())):.2f}",
+            f"  hit-rate@10   personal {self.hit_rate('personal')}  popular {self.hit_rate('popular')}"
+            f"  explore {self.hit_rate('explore')}  | answer ms p50 {percentile(list(self.reco_ms), .5):.1f}"
+            f" p99 {percentile(list(self.reco_ms), .99):.1f}",
         ]
         return "\n".join(lines)
 
@@ -95,7 +119,8 @@ async def follow(settings: Settings, truth: Truth, figures: Figures, stop: async
                  refresh_s: float = 2.0, out=sys.stdout) -> None:
     """Consume the output topics and redraw the figures every ``refresh_s`` until ``stop``."""
     t = settings.topics
-    consumer = AIOKafkaConsumer(t.fraud_decisions, t.dead_letters, bootstrap_servers=settings.bootstrap_servers,
+    consumer = AIOKafkaConsumer(t.fraud_decisions, t.dead_letters, t.recommendations,
+                                bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 fetch_max_wait_ms=settings.fetch_max_wait_ms)
     await consumer.start()
@@ -110,6 +135,8 @@ async def follow(settings: Settings, truth: Truth, figures: Figures, stop: async
                     doc = json.loads(record.value)
                     if tp.topic == t.dead_letters:
                         figures.dead_letters[doc.get("stage", "?")] += 1
+                    elif tp.topic == t.recommendations:
+                        figures.add_recommendation(doc, truth, now)
                     else:
                         figures.add_decision(doc, truth, now)
             if now - last_draw >= refresh_s:
@@ -130,4 +157,6 @@ def summary(figures: Figures) -> dict:
         "e2e_p50_ms": percentile(list(figures.e2e_ms), .5),
         "e2e_p99_ms": percentile(list(figures.e2e_ms), .99),
         "median_processing_ms": statistics.median(figures.processing_ms) if figures.processing_ms else None,
+        "recommendations": dict(figures.strategies),
+        "hit_rate_at_10": {s: figures.hits[s] / figures.judged[s] for s in figures.judged if figures.judged[s]},
     }

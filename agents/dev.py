@@ -6,6 +6,7 @@ Every child process is started in its own session and stopped by its own pid, on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from agents.dashboard import Figures, follow, summary
 from agents.embedded import EmbeddedStack, ManagedProcess, create_topics, free_port
-from agents.simulator import Truth, publish, simulation_start
+from agents.reco_traffic import RecoTrafficSimulator
+from agents.simulator import Truth, publish, publish_reco, simulation_start
 from agents.traffic import SIMULATED_LABEL_HORIZON_S, TrafficSimulator
 from schemas.settings import SecretStr, Settings
 
@@ -25,11 +27,12 @@ from schemas.settings import SecretStr, Settings
 SIMULATION_SPAN_S = 28 * 86400.0
 # Shoppers and card testers change behaviour after two simulated days (a drift mid-run).
 DRIFT_AFTER_S = 2 * 86400.0
+# Interactions and recommendation requests per transaction sent.
+RECO_SHARE = 0.5
 
 
-def output_topics(settings: Settings) -> list[str]:
-    t = settings.topics
-    return [t.transactions, t.fraud_labels, t.fraud_decisions, t.dead_letters]
+def all_topics(settings: Settings) -> list[str]:
+    return [getattr(settings.topics, f.name) for f in dataclasses.fields(settings.topics)]
 
 
 def start_worker(settings: Settings, index: int, log_dir: Path) -> ManagedProcess:
@@ -47,8 +50,11 @@ async def live(settings: Settings, *, rate: float, seed: int, duration: float | 
     if duration:
         loop.call_later(duration, stop.set)
     truth, figures = Truth(), Figures()
-    sim = TrafficSimulator(seed=seed, start_ts=simulation_start(SIMULATION_SPAN_S), drift_at=DRIFT_AFTER_S)
+    start = simulation_start(SIMULATION_SPAN_S)
+    sim = TrafficSimulator(seed=seed, start_ts=start, drift_at=DRIFT_AFTER_S)
+    shoppers = RecoTrafficSimulator(seed=seed, start_ts=start)
     await asyncio.gather(publish(settings, sim, truth, rate=rate, stop=stop, seed=seed),
+                         publish_reco(settings, shoppers, truth, rate=rate * RECO_SHARE, stop=stop),
                          follow(settings, truth, figures, stop))
     return figures
 
@@ -60,7 +66,7 @@ def run_dev(settings: Settings, *, rate: float = 300.0, seed: int = 42, duration
     with EmbeddedStack(log_dir=log_dir) as stack:
         settings = settings.replace(bootstrap_servers=stack.bootstrap, redis_url=SecretStr(stack.redis_url),
                                     label_horizon_s=SIMULATED_LABEL_HORIZON_S)
-        asyncio.run(create_topics(settings.bootstrap_servers, output_topics(settings), settings.partitions))
+        asyncio.run(create_topics(settings.bootstrap_servers, all_topics(settings), settings.partitions))
         procs = [start_worker(settings, i, log_dir) for i in range(workers)]
         try:
             figures = asyncio.run(live(settings, rate=rate, seed=seed, duration=duration))

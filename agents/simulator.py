@@ -1,4 +1,4 @@
-"""Publish simulated traffic to Kafka at a controlled rate (the generator itself is agents.traffic).
+"""Publish simulated traffic to Kafka at a controlled rate (generators: agents.traffic, agents.reco_traffic).
 
 A small share of poison messages is mixed in on purpose, so the demo shows dead letters.
 The ground truth of every transaction is kept in ``Truth`` for the live ROCAUC figure.
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
+from agents.reco_traffic import RecoTrafficSimulator
 from agents.traffic import TrafficSimulator
 from schemas.settings import Settings
 
@@ -40,6 +41,9 @@ class Truth:
     transactions: int = 0
     labels: int = 0
     poison: int = 0
+    next_item: dict[str, str] = field(default_factory=dict)  # reco request id -> held-back item
+    interactions: int = 0
+    requests: int = 0
 
 
 def simulation_start(span_s: float, now: float | None = None) -> float:
@@ -76,6 +80,33 @@ async def publish(settings: Settings, sim: TrafficSimulator, truth: Truth, *, ra
                 await producer.send(topics.transactions, rng.choice(POISON), key=b"poison")
                 truth.poison += 1
             ahead = truth.transactions / rate - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+    finally:
+        await producer.stop()
+
+
+async def publish_reco(settings: Settings, sim: RecoTrafficSimulator, truth: Truth, *, rate: float,
+                       stop: asyncio.Event) -> None:
+    """Send interactions and recommendation requests at ``rate`` messages per second."""
+    topics = settings.topics
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks="all")
+    await producer.start()
+    started, sent = time.monotonic(), 0
+    try:
+        for ev in sim.events():
+            if stop.is_set() or ev.ts > time.time():
+                break
+            if ev.kind == "reco_request":
+                truth.next_item[ev.payload["request_id"]] = ev.next_item
+                truth.sent_at[ev.payload["request_id"]] = time.time()
+                await producer.send(topics.reco_requests, json.dumps(ev.payload).encode(), key=ev.key.encode())
+                truth.requests += 1
+            else:
+                await producer.send(topics.interactions, json.dumps(ev.payload).encode(), key=ev.key.encode())
+                truth.interactions += 1
+            sent += 1
+            ahead = sent / rate - (time.monotonic() - started)
             if ahead > 0:
                 await asyncio.sleep(ahead)
     finally:

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import time
-import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from agents.embedded import ManagedProcess, create_topics, free_port
-from schemas.settings import SecretStr, Settings, Topics
+from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -46,27 +42,6 @@ def transaction(i: int, now: float) -> dict:
         "merchant_id": f"m-{i % 13}", "amount": round(5 + (i * 7.3) % 180, 2), "currency": "EUR",
         "country": "FR" if i % 17 else "BR", "channel": "web", "device_id": f"dev-{i % 40}",
     }
-
-
-@pytest.fixture
-def settings(broker: str, redis_url: str, tmp_path) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    return Settings(
-        bootstrap_servers=broker, redis_url=SecretStr(redis_url), app_id=f"streamsense-test-{suffix}",
-        redis_key_prefix=f"ss:test:{suffix}", partitions=4, data_dir=str(tmp_path / "data"),
-        web_port=free_port(),
-        topics=Topics(**{name: f"{name}-{suffix}" for name in Topics.__dataclass_fields__}),
-    )
-
-
-@pytest.fixture
-def worker(settings: Settings, tmp_path):
-    asyncio.run(create_topics(settings.bootstrap_servers, [getattr(settings.topics, n) for n in
-                                                              Topics.__dataclass_fields__], settings.partitions))
-    proc = ManagedProcess("worker", [sys.executable, "-m", "agents", "worker", "--loglevel", "warning"],
-                          env={**os.environ, **settings.to_env()}, log_dir=tmp_path)
-    yield proc
-    proc.stop()
 
 
 async def publish_and_collect(settings: Settings, messages: list[tuple[bytes | None, bytes]], expect: int,

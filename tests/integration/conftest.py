@@ -1,0 +1,34 @@
+"""Integration fixtures: settings isolated per test (topics, group, key prefix) and a worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+
+import pytest
+
+from agents.embedded import ManagedProcess, create_topics, free_port
+from schemas.settings import SecretStr, Settings, Topics
+
+
+@pytest.fixture
+def settings(broker: str, redis_url: str, tmp_path) -> Settings:
+    suffix = uuid.uuid4().hex[:8]
+    return Settings(
+        bootstrap_servers=broker, redis_url=SecretStr(redis_url), app_id=f"streamsense-test-{suffix}",
+        redis_key_prefix=f"ss:test:{suffix}", partitions=4, data_dir=str(tmp_path / "data"),
+        web_port=free_port(),
+        topics=Topics(**{name: f"{name}-{suffix}" for name in Topics.__dataclass_fields__}),
+    )
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path):
+    asyncio.run(create_topics(settings.bootstrap_servers, [getattr(settings.topics, n) for n in
+                                                              Topics.__dataclass_fields__], settings.partitions))
+    proc = ManagedProcess("worker", [sys.executable, "-m", "agents", "worker", "--loglevel", "warning"],
+                          env={**os.environ, **settings.to_env()}, log_dir=tmp_path)
+    yield proc
+    proc.stop()
