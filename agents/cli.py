@@ -1,4 +1,4 @@
-"""The `streamsense` command: dev, worker, produce, tail."""
+"""The `streamsense` command: dev, worker, produce, tail, bench."""
 
 from __future__ import annotations
 
@@ -46,6 +46,13 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from agents.bench import bench_ranking, print_ranking
+
+    print_ranking(bench_ranking(candidates=args.candidates, requests=args.requests))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamsense", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--limit", type=int, default=None)
     tail.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
     tail.set_defaults(func=cmd_tail)
+    bench = sub.add_parser("bench", help="measure hot paths side by side (see BENCHMARKS.md)")
+    bench.add_argument("what", choices=["ranking"])
+    bench.add_argument("--candidates", type=int, default=1000)
+    bench.add_argument("--requests", type=int, default=300)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
