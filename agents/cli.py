@@ -1,4 +1,4 @@
-"""The `streamsense` command: dev, worker, produce, tail, bench."""
+"""The `streamsense` command: dev, worker, produce, tail, evaluate, bench."""
 
 from __future__ import annotations
 
@@ -46,6 +46,15 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from agents.evaluate_command import run_evaluate
+
+    run_evaluate(_settings(), args.source, kind=args.kind, models=args.models.split(",") if args.models else None,
+                 delay=args.delay, limit=args.limit, every=args.every, k=args.k, labels=args.labels,
+                 as_json=args.json)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from agents.bench import bench_ranking, print_ranking
 
@@ -81,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--limit", type=int, default=None)
     tail.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
     tail.set_defaults(func=cmd_tail)
+    ev = sub.add_parser("evaluate", help="replay a data set through the workers' models, prequentially")
+    ev.add_argument("source", help="a .csv / .jsonl transactions file, a u.data ratings file, or a River data set name")
+    ev.add_argument("--kind", choices=["auto", "csv", "transactions", "ratings", "river"], default="auto")
+    ev.add_argument("--models", default=None,
+                    help="comma-separated: default, classifier, river-lr, river-hst (side by side in one pass)")
+    ev.add_argument("--delay", default="none", help="label delay: none, fixed:SECONDS or drawn:MEAN_SECONDS")
+    ev.add_argument("--labels", default=None, help="fraud-labels JSON lines for a transactions file")
+    ev.add_argument("--limit", type=int, default=None, help="only the first N events")
+    ev.add_argument("--every", type=int, default=0, help="print figures every N events")
+    ev.add_argument("--k", type=int, default=10, help="list length for hit-rate@K and NDCG@K")
+    ev.add_argument("--json", action="store_true", help="machine-readable output")
+    ev.set_defaults(func=cmd_evaluate)
+
     bench = sub.add_parser("bench", help="measure hot paths side by side (see BENCHMARKS.md)")
     bench.add_argument("what", choices=["ranking"])
     bench.add_argument("--candidates", type=int, default=1000)

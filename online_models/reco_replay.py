@@ -7,6 +7,7 @@ already seen are excluded from both); a hit is the interacted item being in the 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -18,19 +19,28 @@ TRENDING_REFRESH = 50  # events between trending recomputations (the worker refr
 
 
 @dataclass
-class HitRates:
+class RankingScores:
+    """Hit-rate@K and NDCG@K of the personal ranking and of popularity, on the same events."""
+
     k: int
-    personal_hits: int = 0
-    popular_hits: int = 0
     evaluated: int = 0
+    hits: dict[str, int] = field(default_factory=lambda: {"personal": 0, "popular": 0})
+    ndcg: dict[str, float] = field(default_factory=lambda: {"personal": 0.0, "popular": 0.0})
 
-    @property
-    def personal(self) -> float:
-        return self.personal_hits / self.evaluated if self.evaluated else 0.0
+    def update(self, strategy: str, ranked: list[str], item: str) -> None:
+        if item in ranked:
+            self.hits[strategy] += 1
+            self.ndcg[strategy] += 1.0 / math.log2(ranked.index(item) + 2)
 
-    @property
-    def popular(self) -> float:
-        return self.popular_hits / self.evaluated if self.evaluated else 0.0
+    def hit_rate(self, strategy: str) -> float:
+        return self.hits[strategy] / self.evaluated if self.evaluated else 0.0
+
+    def summary(self) -> dict:
+        out: dict = {"ranking_events": self.evaluated}
+        for s in ("personal", "popular"):
+            out[f"hit_rate_at_{self.k}_{s}"] = self.hit_rate(s)
+            out[f"ndcg_at_{self.k}_{s}"] = self.ndcg[s] / self.evaluated if self.evaluated else 0.0
+        return out
 
 
 @dataclass
@@ -49,17 +59,16 @@ class RecoReplay:
             self._since_refresh = 0
         return self._trending
 
-    def evaluate(self, it: Interaction, rates: HitRates) -> None:
+    def evaluate(self, it: Interaction, scores: RankingScores) -> None:
         """Score the interaction against both rankings before learning it."""
         seen = self.seen[it.user_id]
         if len(seen) < self.engine.settings.reco_min_history or not self.engine.recommender.knows(it.user_id):
             return
-        pop = self.trending()
-        strategy, personal = self.engine.rank(it.user_id, rates.k, seen, len(seen), pop)
-        popular = [i for i, _ in pop if i not in seen][: rates.k]
-        rates.evaluated += 1
-        rates.personal_hits += it.item_id in {i for i, _ in personal}
-        rates.popular_hits += it.item_id in popular
+        trending = self.trending()
+        _, personal = self.engine.rank(it.user_id, scores.k, seen, len(seen), trending)
+        scores.evaluated += 1
+        scores.update("personal", [i for i, _ in personal], it.item_id)
+        scores.update("popular", [i for i, _ in trending if i not in seen][: scores.k], it.item_id)
 
     def learn(self, it: Interaction) -> None:
         seen = self.seen[it.user_id]

@@ -95,8 +95,9 @@ class UserState:
     countries: tuple[str, ...] = ()
 
     def to_bytes(self) -> bytes:
-        doc = {"e": [[round(t, 3), round(a, 2), m, c, d] for t, a, m, c, d in self.events], "n": self.count,
-               "mu": round(self.mean, 6), "m2": round(self.m2, 6), "w": self.watermark if self.count else None,
+        # Floats are kept exact (no rounding), so features from a stored state equal the in-memory fold.
+        doc = {"e": [list(e) for e in self.events], "n": self.count,
+               "mu": self.mean, "m2": self.m2, "w": self.watermark if self.count else None,
                "km": self.merchants, "kd": self.devices, "kc": self.countries}
         return json.dumps(doc, separators=(",", ":")).encode()
 

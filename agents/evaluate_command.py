@@ -1,0 +1,102 @@
+"""`streamsense evaluate`: pick the data set, run the prequential evaluation, print or emit JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from agents import datasets
+from online_models.evaluation import LabelDelay, evaluate_binary, evaluate_ratings, take
+from schemas.settings import Settings
+
+FRAUD_CONFIGS = ["default", "river-hst", "river-lr"]
+STREAM_CONFIGS = ["classifier", "river-lr", "river-hst"]
+
+
+def detect_kind(source: str) -> str:
+    path = Path(source)
+    if not path.exists():
+        return "river"
+    if path.suffix == ".csv":
+        return "csv"
+    if path.suffix in (".jsonl", ".json", ".ndjson"):
+        return "transactions"
+    return "ratings"
+
+
+class Progress:
+    """A one-line progress counter on stderr when it is a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        if self.enabled and n % 500 == 0:
+            rate = n / max(time.monotonic() - self.started, 1e-9)
+            sys.stderr.write(f"\r  {n:,} events  {rate:,.0f}/s")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def counted(events, progress: Progress):
+    for n, event in enumerate(events, start=1):
+        progress(n)
+        yield event
+
+
+def run_evaluate(settings: Settings, source: str, *, kind: str = "auto", models: list[str] | None = None,
+                 delay: str = "none", limit: int | None = None, every: int = 0, k: int = 10,
+                 labels: str | None = None, as_json: bool = False, out=sys.stdout) -> dict:
+    kind = detect_kind(source) if kind == "auto" else kind
+    progress = Progress(not as_json)
+
+    def checkpoint(n: int, figures: dict) -> None:
+        if not as_json:
+            progress.done()
+            out.write(format_figures(f"after {n:,} events", figures))
+
+    if kind == "ratings":
+        result = evaluate_ratings(counted(take(datasets.ratings(Path(source)), limit), progress), settings, k=k,
+                                  every=every, on_checkpoint=lambda n, f: checkpoint(n, {"ratings": f}))
+        result = {"ratings": result}
+    else:
+        if kind == "river":
+            events, default_models = datasets.river_dataset(source, settings.seed), STREAM_CONFIGS
+        elif kind == "csv":
+            events, default_models = datasets.transactions_csv(Path(source)), FRAUD_CONFIGS
+        else:
+            events = datasets.transactions_jsonl(Path(source), settings, Path(labels) if labels else None)
+            default_models = FRAUD_CONFIGS
+        result = evaluate_binary(counted(take(events, limit), progress), models or default_models, settings,
+                                 delay=LabelDelay.parse(delay, settings.seed), every=every, on_checkpoint=checkpoint)
+    progress.done()
+    out.write(json.dumps(finite(result), indent=2) + "\n" if as_json else format_figures("final", result))
+    return result
+
+
+def finite(value):
+    """NaN (e.g. precision with nothing flagged) becomes null: JSON has no NaN.
+
+    >>> finite({"a": float("nan"), "b": [1.0]})
+    {'a': None, 'b': [1.0]}
+    """
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def format_figures(title: str, figures: dict) -> str:
+    lines = [f"{title}:"]
+    for name, values in figures.items():
+        shown = "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        lines.append(f"  {name:<12} {shown}")
+    return "\n".join(lines) + "\n"
