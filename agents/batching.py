@@ -36,7 +36,7 @@ async def emit_all(app: faust.App, emits: Sequence[Emit]) -> None:
 
 
 async def guarded(handle: Callable[[list[RawMessage]], Awaitable[list[Emit]]], messages: list[RawMessage],
-                  settings: Settings, stage: str) -> list[Emit]:
+                  settings: Settings, stage: str, metrics=None) -> list[Emit]:
     """Run ``handle`` on a batch, retrying; after the last attempt every message becomes a dead letter."""
     for attempt in range(1, BATCH_ATTEMPTS + 1):
         try:
@@ -45,12 +45,13 @@ async def guarded(handle: Callable[[list[RawMessage]], Awaitable[list[Emit]]], m
             log.warning("%s batch of %d failed (attempt %d/%d): %s", stage, len(messages), attempt,
                         BATCH_ATTEMPTS, exc)
             if attempt == BATCH_ATTEMPTS:
-                return [dead_letter(settings, m, stage, exc, time.time()) for m in messages]
+                return [dead_letter(settings, m, stage, exc, time.time(), metrics) for m in messages]
             await asyncio.sleep(0.2 * 2 ** attempt)
     raise AssertionError("unreachable")
 
 
-async def run_batches(app: faust.App, stream: faust.StreamT, handle, settings: Settings, stage: str) -> None:
+async def run_batches(app: faust.App, stream: faust.StreamT, handle, settings: Settings, stage: str,
+                      metrics=None) -> None:
     """The body of every agent: batches of raw messages through ``handle``, outputs emitted."""
     async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-        await emit_all(app, await guarded(handle, [raw_message(e) for e in events], settings, stage))
+        await emit_all(app, await guarded(handle, [raw_message(e) for e in events], settings, stage, metrics))

@@ -20,11 +20,13 @@ def register_fraud_agents(topology: Topology, settings: Settings, runtime: Runti
 
     @app.agent(topology.transactions, name="score-transactions")
     async def score_transactions(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, lambda batch: runtime.processor.on_transactions(batch), settings, "batch")
+        await run_batches(app, stream, lambda batch: runtime.processor.on_transactions(batch), settings, "batch",
+                          runtime.metrics)
 
     @app.agent(topology.fraud_labels, name="learn-labels")
     async def learn_labels(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, lambda batch: runtime.processor.on_labels(batch), settings, "label_join")
+        await run_batches(app, stream, lambda batch: runtime.processor.on_labels(batch), settings, "label_join",
+                          runtime.metrics)
 
     @app.timer(interval=1.0)
     async def expire_unlabelled() -> None:

@@ -15,6 +15,7 @@ Redis unreachable: events are still scored, from empty state, flagged ``degraded
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -23,8 +24,10 @@ from typing import Callable, Sequence
 from redis.exceptions import RedisError
 
 from agents.fraud_store import FraudStore, LoadedState, WriteBatch
+from agents.breaker import CircuitBreaker
 from agents.messages import Emit, RawMessage, dead_letter
-from online_models.engine import FraudEngine
+from agents.metrics import Metrics
+from online_models.engine import MODEL_NAME, FraudEngine
 from schemas.errors import InvalidEvent
 from schemas.records import FraudDecision, Transaction
 from schemas.settings import Settings
@@ -59,12 +62,15 @@ class FraudStats:
 
 class FraudProcessor:
     def __init__(self, settings: Settings, engine: FraudEngine, store: FraudStore,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None,
+                 breaker: CircuitBreaker | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.store = store
         self.clock = clock
         self.stats = FraudStats()
+        self.metrics = metrics or Metrics()
+        self.breaker = breaker or CircuitBreaker(on_change=self.metrics.breaker_state)
 
     # -- transactions --------------------------------------------------------------------------
     async def on_transactions(self, messages: Sequence[RawMessage]) -> list[Emit]:
@@ -82,33 +88,38 @@ class FraudProcessor:
             valid.append((msg, tx))
         if valid:
             emits.extend(await self._decide(valid, started))
+        emits.extend(self._drift_emits())
         self._count(emits)
         return emits
 
     async def _decide(self, valid: list[tuple[RawMessage, Transaction]], started: float) -> list[Emit]:
         for _ in range(MAX_COMMIT_ATTEMPTS):
+            if not self.breaker.allow():
+                return self._decide_degraded(valid, started)
             try:
                 loaded = await self.store.load((tx.user_id for _, tx in valid),
                                                (tx.merchant_id for _, tx in valid),
                                                (tx.event_id for _, tx in valid))
             except RedisError as exc:
-                log.warning("redis unavailable, deciding %d events degraded: %s", len(valid), exc)
+                self._redis_failed("load", exc)
                 return self._decide_degraded(valid, started)
-            emits, batch, early = self._plan(valid, loaded, started)
+            emits, batch, early, decided = self._plan(valid, loaded, started)
             try:
                 taken = await self.store.commit(batch)
             except RedisError as exc:
-                log.warning("redis commit failed, deciding %d events degraded: %s", len(valid), exc)
+                self._redis_failed("commit", exc)
                 return self._decide_degraded(valid, started)
+            self.breaker.success()
             if not taken:
                 await self._learn(early)  # only once the decisions are committed: never twice
+                self._observe(decided, started)
                 return emits
             # Another worker decided some of these event_ids meanwhile: reload and redo.
             log.info("%d decisions raced with another worker; reloading batch", len(taken))
         raise RuntimeError("decision commit kept conflicting; giving up on this batch")
 
-    def _plan(self, valid: list[tuple[RawMessage, Transaction]], loaded: LoadedState,
-              started: float) -> tuple[list[Emit], WriteBatch, list[tuple[str, dict, bool]]]:
+    def _plan(self, valid: list[tuple[RawMessage, Transaction]], loaded: LoadedState, started: float
+              ) -> tuple[list[Emit], WriteBatch, list[tuple[str, dict, bool]], list[tuple[RawMessage, str, str]]]:
         topics = self.settings.topics
         emits: list[Emit] = []
         batch = WriteBatch()
@@ -117,6 +128,7 @@ class FraudProcessor:
         decided_here: dict[str, str] = {}
         touched_users: set[str] = set()
         early: list[tuple[str, dict, bool]] = []  # labels that came first: learned after the commit
+        decided: list[tuple[RawMessage, str, str]] = []  # (message, decision, outcome) for the metrics
         for msg, tx in valid:
             stored = loaded.decisions.get(tx.event_id)
             first_source = stored.source if stored else decided_here.get(tx.event_id)
@@ -124,6 +136,7 @@ class FraudProcessor:
                 emits.append(Emit(topics.fraud_decisions, tx.event_id.encode(),
                                   FraudDecision.from_dict(stored.decision).to_json()))
                 self.stats.redelivered += 1
+                decided.append((msg, stored.decision["decision"], "redelivered"))
                 continue
             if first_source:
                 exc = DuplicateEvent("duplicate_event_id", "event_id",
@@ -152,12 +165,13 @@ class FraudProcessor:
             self.stats.late += scored.late
             self.stats.watermark = max(self.stats.watermark, tx.ts)
             emits.append(Emit(topics.fraud_decisions, tx.event_id.encode(), decision.to_json()))
+            decided.append((msg, decision.decision, "decided"))
         for user_id in touched_users:
             self.store.save_user(batch, user_id, users[user_id])  # type: ignore[arg-type]
-        return emits, batch, early
+        return emits, batch, early, decided
 
     def _decide_degraded(self, valid: list[tuple[RawMessage, Transaction]], started: float) -> list[Emit]:
-        emits = []
+        emits, decided = [], []
         for msg, tx in valid:
             try:
                 scored = self.engine.score(tx, None, {}, decided_at=self.clock(), degraded=True)
@@ -166,7 +180,34 @@ class FraudProcessor:
                 continue
             decision = dataclasses.replace(scored.decision, latency_ms=(self.clock() - started) * 1000.0)
             emits.append(Emit(self.settings.topics.fraud_decisions, tx.event_id.encode(), decision.to_json()))
+            decided.append((msg, decision.decision, "degraded"))
             self.stats.degraded += 1
+        self._observe(decided, started)
+        return emits
+
+    def _redis_failed(self, operation: str, exc: Exception) -> None:
+        log.warning("redis %s failed (breaker %s); deciding degraded: %s", operation, self.breaker.state, exc)
+        self.metrics.redis_errors.labels(operation).inc()
+        self.breaker.failure()
+
+    def _observe(self, decided: Sequence[tuple[RawMessage, str, str]], started: float) -> None:
+        now = self.clock()
+        for msg, decision, outcome in decided:
+            self.metrics.events.labels(msg.topic, outcome).inc()
+            if outcome != "redelivered":
+                self.metrics.decisions.labels(decision).inc()
+            if msg.timestamp:
+                self.metrics.end_to_end.labels("fraud").observe(max(now - msg.timestamp, 0.0))
+            self.metrics.processing.labels("fraud").observe(max(now - started, 0.0))
+        self.metrics.model_version.labels(MODEL_NAME).set(self.engine.classifier.n_learned)
+
+    def _drift_emits(self) -> list[Emit]:
+        emits = []
+        for signal in self.engine.take_signals():
+            self.metrics.drift.labels(signal.target, signal.detector, signal.severity).inc()
+            log.warning("drift: %s %s (%s, %s)", signal.target, signal.name, signal.detector, signal.severity)
+            emits.append(Emit(self.settings.topics.drift_signals, f"{signal.target}/{signal.name}".encode(),
+                              signal.to_json()))
         return emits
 
     # -- labels --------------------------------------------------------------------------------
@@ -193,13 +234,19 @@ class FraudProcessor:
                 emits.append(self._dead_letter(msg, "label_join", exc))
         await self.store.park_labels(park)
         self.stats.labels_parked += len(park)
-        await self._learn(learn)
+        self.metrics.events.labels(self.settings.topics.fraud_labels, "parked").inc(len(park))
+        self.metrics.events.labels(self.settings.topics.fraud_labels, "learned").inc(len(learn))
+        await self._learn(learn, {label.event_id: label.ts for _, label in labels})
+        emits.extend(self._drift_emits())
         self._count(emits)
         return emits
 
-    async def _learn(self, labelled: Sequence[tuple[str, dict, bool]]) -> None:
-        updates = [(snapshot["m"], self.engine.learn_label(snapshot, is_fraud, event_id=event_id))
-                   for event_id, snapshot, is_fraud in labelled]
+    async def _learn(self, labelled: Sequence[tuple[str, dict, bool]], label_ts: dict | None = None) -> None:
+        updates = []
+        for event_id, snapshot, is_fraud in labelled:
+            updates.append((snapshot["m"], self.engine.learn_label(snapshot, is_fraud, event_id=event_id)))
+            delay = (label_ts or {}).get(event_id, snapshot["ts"]) - snapshot["ts"]
+            self.metrics.labelled(MODEL_NAME, is_fraud, snapshot.get("p", 0.5), delay)
         await self.store.apply_merchant_updates(updates)
         self.stats.labels_learned += len(updates)
 
@@ -209,8 +256,9 @@ class FraudProcessor:
             return 0
         event_ids = await self.store.expired_pending(self.stats.watermark - self.settings.label_horizon_s, limit)
         snapshots = {e: s for e, s in (await self.store.read_snapshots(event_ids)).items() if s is not None}
-        updates = [(snap["m"], self.engine.learn_label(snap, False, event_id=event_id))
+        updates = [(snap["m"], self.engine.learn_label(snap, False, event_id=event_id, observed=False))
                    for event_id, snap in snapshots.items()]
+        self.metrics.labels.labels("horizon").inc(len(updates))
         await self.store.mark_assumed_legitimate(event_ids, snapshots)
         await self.store.apply_merchant_updates(updates)
         self.stats.expired_learned += len(updates)
@@ -221,8 +269,12 @@ class FraudProcessor:
         return dead_letter(self.settings, msg, stage, exc, self.clock())
 
     def _count(self, emits: Sequence[Emit]) -> None:
+        topics = self.settings.topics
         for emit in emits:
-            if emit.topic == self.settings.topics.dead_letters:
+            if emit.topic == topics.dead_letters:
                 self.stats.dead_letters += 1
-            else:
+                letter = json.loads(emit.value)  # rare: parsing it here keeps retries from double counting
+                self.metrics.dead_letters.labels(letter["stage"]).inc()
+                self.metrics.events.labels(letter["source_topic"], "dead_letter").inc()
+            elif emit.topic == topics.fraud_decisions:
                 self.stats.decisions += 1

@@ -32,10 +32,15 @@ class Emit:
     value: bytes
 
 
-def dead_letter(settings: Settings, msg: RawMessage, stage: str, exc: BaseException, failed_at: float) -> Emit:
+def dead_letter(settings: Settings, msg: RawMessage, stage: str, exc: BaseException, failed_at: float,
+                metrics=None) -> Emit:
     """The dead letter of ``msg``: its bytes (capped), where it came from, the stage and the error."""
     letter = DeadLetter.from_raw(msg.value, key=msg.key, source_topic=msg.topic, partition=msg.partition,
                                  offset=msg.offset, stage=stage, error=exc, cap=settings.dead_letter_raw_bytes,
                                  failed_at=failed_at)
-    log.warning("dead letter %s at %s: %s", stage, msg.source, letter.error)
+    log.warning("dead letter %s at %s: %s", stage, msg.source, letter.error,
+                extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "stage": stage})
+    if metrics is not None:
+        metrics.dead_letters.labels(stage).inc()
+        metrics.events.labels(msg.topic, "dead_letter").inc()
     return Emit(settings.topics.dead_letters, msg.key, letter.to_json())

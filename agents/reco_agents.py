@@ -22,11 +22,13 @@ def register_reco_agents(topology: Topology, settings: Settings, runtime: Runtim
 
     @app.agent(topology.interactions, name="learn-interactions")
     async def learn_interactions(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, lambda batch: runtime.reco.on_interactions(batch), settings, "batch")
+        await run_batches(app, stream, lambda batch: runtime.reco.on_interactions(batch), settings, "batch",
+                          runtime.metrics)
 
     @app.agent(topology.reco_requests, name="answer-requests")
     async def answer_requests(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, lambda batch: runtime.reco.on_requests(batch), settings, "batch")
+        await run_batches(app, stream, lambda batch: runtime.reco.on_requests(batch), settings, "batch",
+                          runtime.metrics)
 
     @app.timer(interval=TRENDING_REFRESH_S)
     async def refresh_trending() -> None:

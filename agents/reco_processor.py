@@ -15,8 +15,9 @@ from typing import Callable, Sequence
 from redis.exceptions import RedisError
 
 from agents.messages import Emit, RawMessage, dead_letter
+from agents.metrics import Metrics
 from agents.reco_store import RecoStore
-from online_models.reco_engine import RecoEngine
+from online_models.reco_engine import MODEL_NAME, RecoEngine
 from schemas.errors import InvalidEvent
 from schemas.settings import Settings
 from schemas.validation import decode_interaction, decode_reco_request
@@ -40,11 +41,12 @@ class RecoStats:
 
 class RecoProcessor:
     def __init__(self, settings: Settings, engine: RecoEngine, store: RecoStore,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.store = store
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.stats = RecoStats()
         self.trending: list[tuple[str, float]] = []
 
@@ -54,7 +56,7 @@ class RecoProcessor:
             try:
                 valid.append((msg, decode(msg.value or b"", max_bytes=self.settings.max_event_bytes)))
             except InvalidEvent as exc:
-                emits.append(dead_letter(self.settings, msg, "validate", exc, self.clock()))
+                emits.append(dead_letter(self.settings, msg, "validate", exc, self.clock(), self.metrics))
         return valid
 
     async def _claim(self, kind: str, valid: list, message_id, emits: list[Emit]) -> list:
@@ -68,7 +70,7 @@ class RecoProcessor:
                 continue
             exc = DuplicateMessage("duplicate_id", None, f"{kind} id {message_id(record)!r} was already "
                                    f"received (from {before or 'this batch'})")
-            emits.append(dead_letter(self.settings, msg, "dedupe", exc, self.clock()))
+            emits.append(dead_letter(self.settings, msg, "dedupe", exc, self.clock(), self.metrics))
         return kept
 
     async def on_interactions(self, messages: Sequence[RawMessage]) -> list[Emit]:
@@ -89,6 +91,8 @@ class RecoProcessor:
                  for user in {it.user_id for _, it in kept}}
         await self.store.record(recorded, lists)
         self.stats.interactions += len(kept)
+        self.metrics.events.labels(self.settings.topics.interactions, "learned").inc(len(kept))
+        self.metrics.model_version.labels(MODEL_NAME).set(self.engine.recommender.n_learned)
         self.stats.dead_letters += len(emits)
         return emits
 
@@ -101,6 +105,7 @@ class RecoProcessor:
             seen = await self.store.seen(r.user_id for _, r, _ in kept)
         except RedisError as exc:  # answer anyway; seen items cannot be excluded
             log.warning("redis unavailable, answering %d requests without seen items: %s", len(kept), exc)
+            self.metrics.redis_errors.labels("seen").inc()
             seen = {}
         self.stats.dead_letters += len(emits)
         for _, request, _ in kept:
@@ -113,6 +118,11 @@ class RecoProcessor:
             rec = dataclasses.replace(rec, latency_ms=(self.clock() - started) * 1000.0)
             self.stats.by_strategy[rec.strategy] = self.stats.by_strategy.get(rec.strategy, 0) + 1
             emits.append(Emit(self.settings.topics.recommendations, request.user_id.encode(), rec.to_json()))
+            self.metrics.recommendations.labels(rec.strategy).inc()
+            self.metrics.events.labels(msg.topic, "answered").inc()
+            self.metrics.processing.labels("reco").observe(rec.latency_ms / 1000.0)
+            if msg.timestamp:
+                self.metrics.end_to_end.labels("reco").observe(max(self.clock() - msg.timestamp, 0.0))
         self.stats.requests += len(kept)
         return emits
 

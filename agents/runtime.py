@@ -1,12 +1,17 @@
-"""The worker's resources: one Redis client and the processors that use it, started with the worker."""
+"""The worker's resources: one Redis client, the processors that use it, and the metrics they feed.
+
+Created in ``on_start`` (never at import), closed in ``on_stop``.
+"""
 
 from __future__ import annotations
 
 import faust
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from agents.fraud_processor import FraudProcessor
 from agents.fraud_store import FraudStore
+from agents.metrics import Metrics
 from agents.reco_processor import RecoProcessor
 from agents.reco_store import RecoStore
 from agents.redis_keys import RedisKeys
@@ -16,14 +21,13 @@ from schemas.settings import Settings
 
 
 class Runtime(faust.Service):
-    """Created in ``on_start`` (never at import), closed in ``on_stop``."""
-
     def __init__(self, settings: Settings, fraud_engine: FraudEngine, reco_engine: RecoEngine,
                  **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.engine = fraud_engine
         self.reco_engine = reco_engine
+        self.metrics = Metrics()
         self.redis: Redis | None = None
         self.processor: FraudProcessor | None = None
         self.reco: RecoProcessor | None = None
@@ -32,9 +36,17 @@ class Runtime(faust.Service):
         self.redis = Redis.from_url(self.settings.redis_url.get_secret_value(), socket_timeout=2.0,
                                     socket_connect_timeout=2.0, health_check_interval=10)
         keys = RedisKeys.from_settings(self.settings)
-        self.processor = FraudProcessor(self.settings, self.engine, FraudStore(self.redis, keys, self.settings))
-        self.reco = RecoProcessor(self.settings, self.reco_engine, RecoStore(self.redis, keys, self.settings))
+        self.processor = FraudProcessor(self.settings, self.engine, FraudStore(self.redis, keys, self.settings),
+                                        metrics=self.metrics)
+        self.reco = RecoProcessor(self.settings, self.reco_engine, RecoStore(self.redis, keys, self.settings),
+                                  metrics=self.metrics)
 
     async def on_stop(self) -> None:
         if self.redis is not None:
             await self.redis.aclose()
+
+    async def redis_ok(self) -> bool:
+        try:
+            return self.redis is not None and bool(await self.redis.ping())
+        except (RedisError, OSError):
+            return False

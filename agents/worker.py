@@ -9,6 +9,7 @@ import faust
 from agents.fraud_agents import register_fraud_agents
 from agents.reco_agents import register_reco_agents
 from agents.runtime import Runtime
+from agents.web import register_web
 from online_models.engine import FraudEngine
 from online_models.reco_engine import RecoEngine
 from schemas.settings import Settings
@@ -21,6 +22,7 @@ def build_worker(settings: Settings, **app_overrides: object) -> tuple[Topology,
     topology.app.service(runtime)
     register_fraud_agents(topology, settings, runtime)
     register_reco_agents(topology, settings, runtime)
+    register_web(topology, runtime)
     return topology, runtime
 
 

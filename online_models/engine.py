@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from online_models.anomaly import AnomalyScorer
+from online_models.drift import DriftMonitor
 from online_models.decisions import decide, reasons
 from online_models.fraud_model import FraudClassifier
 from online_models.rules import apply_bumps, rule_hits
-from schemas.records import FraudDecision, Transaction
+from schemas.records import DriftSignal, FraudDecision, Transaction
 from streams.fraud_features import (FeatureConfig, MerchantUpdate, UserState, merchant_label_update,
                                     transaction_features)
 
@@ -30,7 +31,7 @@ class Scored:
     decision: FraudDecision
     user_state: UserState
     merchant_update: MerchantUpdate
-    snapshot: dict  # what learn_label needs later: features "x", merchant "m", event time "ts"
+    snapshot: dict  # what learn_label needs later: features "x", merchant "m", event time "ts", score "p"
     late: bool
 
 
@@ -57,6 +58,13 @@ class FraudEngine:
         self.anomaly = anomaly or AnomalyScorer(seed=settings.seed)
         self.warmup_positives = warmup_positives
         self.classifier_weight = classifier_weight
+        self.drift = DriftMonitor(MODEL_NAME)
+        self._signals: list[DriftSignal] = []
+
+    def take_signals(self) -> list[DriftSignal]:
+        """Drift signals raised since the last call."""
+        signals, self._signals = self._signals, []
+        return signals
 
     @property
     def model_version(self) -> str:
@@ -82,16 +90,22 @@ class FraudEngine:
             model_version=self.model_version, degraded=degraded, late=result.late, latency_ms=0.0,
             decided_at=decided_at,
         )
-        snapshot = {"x": x, "m": tx.merchant_id, "ts": tx.ts}
+        self._signals.extend(self.drift.observe_decision(x, score, tx.ts, decision.model_version))
+        snapshot = {"x": x, "m": tx.merchant_id, "ts": tx.ts, "p": decision.score}
         return Scored(decision, result.user_state, result.merchant_update, snapshot, result.late)
 
-    def learn_label(self, snapshot: Mapping, is_fraud: bool, *, event_id: str) -> MerchantUpdate:
+    def learn_label(self, snapshot: Mapping, is_fraud: bool, *, event_id: str, observed: bool = True) -> MerchantUpdate:
         """Learn from the features as they were at decision time; returns the merchant's label counters.
 
         A snapshot flagged ``a`` was already learned as legitimate when its label horizon passed.
         A chargeback arriving after that is still learned (as a positive: online models cannot
         unlearn, so this corrects by adding the missing example); a confirmation teaches nothing new.
+        ``observed=False`` (a label assumed at the horizon) teaches the model but not the drift
+        detectors of error and label rate, which watch real labels only.
         """
+        if observed:
+            self._signals.extend(self.drift.observe_label(bool(is_fraud), snapshot.get("p", 0.5), snapshot["ts"],
+                                                          self.model_version))
         assumed = bool(snapshot.get("a"))
         if assumed and not is_fraud:
             return MerchantUpdate({})

@@ -31,6 +31,7 @@ class FraudReplay:
     labels_learned: int = 0
     expired_learned: int = 0
     unknown_labels: int = 0
+    drift_signals: list = field(default_factory=list)
 
     def transaction(self, tx: Transaction) -> FraudDecision:
         """Decide one transaction (a repeated event_id gets its first decision back)."""
@@ -47,6 +48,7 @@ class FraudReplay:
         self.late += scored.late
         self.watermark = max(self.watermark, tx.ts)
         self._expire()
+        self.drift_signals.extend(self.engine.take_signals())
         return scored.decision
 
     def label(self, label: FraudLabel) -> bool:
@@ -65,11 +67,11 @@ class FraudReplay:
             _, event_id = heapq.heappop(self.pending)
             snapshot = self.snapshots.get(event_id)
             if snapshot is not None:
-                self._learn(snapshot, False, event_id)
+                self._learn(snapshot, False, event_id, observed=False)
                 self.snapshots[event_id] = {**snapshot, "a": 1}  # kept for a late chargeback
                 self.expired_learned += 1
 
-    def _learn(self, snapshot: dict, is_fraud: bool, event_id: str) -> None:
-        update = self.engine.learn_label(snapshot, is_fraud, event_id=event_id)
+    def _learn(self, snapshot: dict, is_fraud: bool, event_id: str, observed: bool = True) -> None:
+        update = self.engine.learn_label(snapshot, is_fraud, event_id=event_id, observed=observed)
         merchant = snapshot["m"]
         self.merchants[merchant] = apply_merchant_update(self.merchants.get(merchant, {}), update)

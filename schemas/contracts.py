@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 
 from schemas.errors import NotFinite
-from schemas.records import (DeadLetter, FraudDecision, FraudLabel, Interaction, Reason, RecoItem, RecoRequest,
+from schemas.records import (DeadLetter, DriftSignal, FraudDecision, FraudLabel, Interaction, Reason, RecoItem, RecoRequest,
                              Recommendation, Transaction)
 
 HERE = Path(__file__).parent
@@ -49,6 +49,10 @@ CONTRACTS = (
         items=(RecoItem("item-0102", 4.61), RecoItem("item-0057", 4.42), RecoItem("item-0764", 4.05)),
         strategy="personal", model="biased-mf", model_version="1.20931", latency_ms=0.8,
         generated_at=1795514470.2).to_dict()),
+    Contract("drift-signals", "target/name", "drift_signal.schema.json", DriftSignal(
+        signal_id="drift-score-3", target="score", name="lr+hst+rules", detector="ADWIN(delta=0.002)",
+        statistic=0.081, threshold=0.002, severity="warning", action="alerted", model_version="1.20931",
+        detected_at=1795514400.0, observations=18211).to_dict()),
     Contract("dead-letters", "the original message key", "dead_letter.schema.json", DeadLetter.from_raw(
         b'{"event_id": "tx-1", "amount": NaN}', key=b"u-1842", source_topic="transactions", partition=2,
         offset=1187, stage="validate", error=NotFinite("not_finite", None, "NaN is not a valid number in a message"),

@@ -24,6 +24,8 @@ DECISIONS = ("approve", "review", "decline")
 REASON_KINDS = ("feature", "rule", "anomaly", "flag")
 INTERACTION_KINDS = ("view", "click", "cart", "purchase", "rating")
 STRATEGIES = ("personal", "popular", "explore")
+DRIFT_TARGETS = ("feature", "score", "error", "label_rate")
+SEVERITIES = ("warning", "critical")
 MAX_ERROR_CHARS = 1000
 
 
@@ -165,6 +167,21 @@ class Recommendation(_Plain):
     @classmethod
     def from_dict(cls, d: Mapping) -> "Recommendation":
         return cls(**{**d, "items": tuple(RecoItem(**i) for i in d["items"])})
+
+
+@dataclass(frozen=True, slots=True)
+class DriftSignal(_Plain):
+    signal_id: str
+    target: str  # feature, score, error or label_rate
+    name: str  # the feature's name, or the model's
+    detector: str
+    statistic: float
+    threshold: float
+    severity: str
+    action: str  # what streamsense did about it
+    model_version: str
+    detected_at: float  # event time of the observation that tripped the detector
+    observations: int
 
 
 def _b64(raw: bytes) -> str:

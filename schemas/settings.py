@@ -64,6 +64,7 @@ class Topics:
     interactions: str = "interactions"
     reco_requests: str = "reco-requests"
     recommendations: str = "recommendations"
+    drift_signals: str = "drift-signals"
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class Settings:
     # Longest a consumer fetch may wait for data; brokers that hold a fetch for the full wait (Tansu)
     # add it to every decision's latency. Kafka answers early, so a low value only costs idle polls.
     fetch_max_wait_ms: int = 50
+    log_format: str = "text"  # "json": one JSON object per line
     # Recommendations
     reco_default_k: int = 10
     reco_min_history: int = 3  # fewer interactions than this: the popular list answers

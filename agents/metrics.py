@@ -1,0 +1,62 @@
+"""Prometheus metrics of one worker, in its own registry, named by Prometheus conventions.
+
+No label ever carries a user id: labels are topics, partitions, outcomes, stages, strategies,
+model names, detectors and dependencies.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from river import metrics as river_metrics
+
+LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
+LABEL_DELAY_BUCKETS = (60, 600, 3600, 6 * 3600, 86400, 2 * 86400, 7 * 86400)
+BREAKER_STATES = {"closed": 0.0, "half_open": 0.5, "open": 1.0}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.events = Counter("streamsense_events_total", "Input messages by topic and outcome",
+                              ["topic", "outcome"], registry=r)
+        self.decisions = Counter("streamsense_decisions_total", "Fraud decisions by outcome", ["decision"],
+                                 registry=r)
+        self.dead_letters = Counter("streamsense_dead_letters_total", "Dead letters by stage", ["stage"], registry=r)
+        self.processing = Histogram("streamsense_processing_seconds", "Batch start to output, per message",
+                                    ["path"], buckets=LATENCY_BUCKETS, registry=r)
+        self.end_to_end = Histogram("streamsense_end_to_end_seconds", "Producer timestamp to output",
+                                    ["path"], buckets=LATENCY_BUCKETS, registry=r)
+        self.recommendations = Counter("streamsense_recommendations_total", "Answers by strategy", ["strategy"],
+                                       registry=r)
+        self.labels = Counter("streamsense_labels_learned_total", "Labels learned, by source", ["source"],
+                              registry=r)
+        self.label_delay = Histogram("streamsense_label_delay_seconds", "Event time from decision to label",
+                                     buckets=LABEL_DELAY_BUCKETS, registry=r)
+        self.rocauc = Gauge("streamsense_model_rolling_rocauc", "ROCAUC of decision scores over the last 1,000 "
+                            "labels", ["model"], registry=r)
+        self.model_version = Gauge("streamsense_model_version", "Examples the model has learned (the number "
+                                   "after the generation in model_version)", ["model"], registry=r)
+        self.drift = Counter("streamsense_drift_signals_total", "Drift detections", ["target", "detector",
+                             "severity"], registry=r)
+        self.redis_errors = Counter("streamsense_redis_errors_total", "Failed Redis calls", ["operation"],
+                                    registry=r)
+        self.breaker = Gauge("streamsense_circuit_breaker_state", "0 closed, 0.5 half-open, 1 open",
+                             ["dependency"], registry=r)
+        self.lag = Gauge("streamsense_consumer_lag", "Messages behind the high watermark", ["topic", "partition"],
+                         registry=r)
+        self.ready = Gauge("streamsense_ready", "1 when partitions are assigned, Redis answers and models are "
+                           "loaded", registry=r)
+        self._rolling = river_metrics.RollingROCAUC(window_size=1000)
+        self.breaker.labels("redis").set(0.0)
+
+    def labelled(self, model: str, is_fraud: bool, score: float, delay_s: float) -> None:
+        self._rolling.update(is_fraud, score)
+        self.rocauc.labels(model).set(self._rolling.get())
+        self.label_delay.observe(max(delay_s, 0.0))
+        self.labels.labels("chargeback" if is_fraud else "confirmed").inc()
+
+    def breaker_state(self, state: str) -> None:
+        self.breaker.labels("redis").set(BREAKER_STATES[state])
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,51 @@
+"""The worker's HTTP endpoints on Faust's web server (127.0.0.1 unless configured):
+/metrics (Prometheus), /health (the process answers), /ready (partitions assigned and not
+rebalancing, Redis answers, models loaded). Consumer lag per partition is sampled every 2 s."""
+
+from __future__ import annotations
+
+import faust
+from faust.web import Request, Response, View
+
+from agents.runtime import Runtime
+from streams.app import Topology
+
+LAG_INTERVAL_S = 2.0
+
+
+async def readiness(app: faust.App, runtime: Runtime) -> dict:
+    assigned = bool(app.consumer.assignment())
+    checks = {
+        "partitions_assigned": assigned and not app.rebalancing,
+        "redis": await runtime.redis_ok(),
+        "models_loaded": runtime.processor is not None and runtime.reco is not None,
+    }
+    runtime.metrics.ready.set(float(all(checks.values())))
+    return {"ready": all(checks.values()), **checks}
+
+
+def register_web(topology: Topology, runtime: Runtime) -> None:
+    app = topology.app
+
+    @app.page("/metrics")
+    async def metrics(web: View, request: Request) -> Response:
+        await readiness(app, runtime)
+        return web.bytes(runtime.metrics.render(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/health")
+    async def health(web: View, request: Request) -> Response:
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(web: View, request: Request) -> Response:
+        state = await readiness(app, runtime)
+        return web.json(state, status=200 if state["ready"] else 503)
+
+    @app.timer(interval=LAG_INTERVAL_S)
+    async def sample_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            # Faust keeps the last offset it read per partition; the lag is what lies beyond it.
+            read = consumer._read_offset.get(tp)  # noqa: SLF001 - no public accessor in Faust 0.15
+            position = (read + 1) if read is not None else (consumer._committed_offset.get(tp) or 0)  # noqa: SLF001
+            runtime.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(consumer.highwater(tp) - position, 0))

@@ -1,0 +1,98 @@
+"""A running worker exposes /health, /ready and /metrics on 127.0.0.1 with live values."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from schemas.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+EXPECTED = {
+    "streamsense_events", "streamsense_decisions", "streamsense_dead_letters", "streamsense_processing_seconds",
+    "streamsense_end_to_end_seconds", "streamsense_recommendations", "streamsense_labels_learned",
+    "streamsense_label_delay_seconds", "streamsense_model_rolling_rocauc", "streamsense_model_version",
+    "streamsense_drift_signals", "streamsense_redis_errors", "streamsense_circuit_breaker_state",
+    "streamsense_consumer_lag", "streamsense_ready",
+}
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_ready(port: int, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, body = get(port, "/ready")
+            if status == 200:
+                return json.loads(body)
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("worker never became ready")
+
+
+async def publish(settings: Settings) -> None:
+    t, now = settings.topics, time.time()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        for i in range(40):
+            tx = {"event_id": f"o{i}", "ts": now - 100 + i, "user_id": f"u{i % 5}", "merchant_id": "m",
+                  "amount": 10.0 + i, "currency": "EUR", "country": "FR", "channel": "web"}
+            await producer.send(t.transactions, json.dumps(tx).encode(), key=tx["user_id"].encode())
+            await producer.send(t.interactions, json.dumps({"event_id": f"i{i}", "ts": now, "user_id": f"u{i % 5}",
+                                                            "item_id": f"it{i % 7}", "kind": "view"}).encode())
+        await producer.send(t.transactions, b"{not json")
+        label = {"event_id": "o3", "is_fraud": True, "ts": now}
+        await asyncio.sleep(2)
+        await producer.send(t.fraud_labels, json.dumps(label).encode(), key=b"o3")
+        await producer.send(t.reco_requests, json.dumps({"request_id": "q1", "user_id": "u1", "k": 3,
+                                                         "ts": now}).encode(), key=b"u1")
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def test_health_ready_and_live_metrics(settings: Settings, worker) -> None:
+    port = settings.web_port
+    state = wait_ready(port)
+    assert state == {"ready": True, "partitions_assigned": True, "redis": True, "models_loaded": True}
+    assert get(port, "/health") == (200, b'{"status":"ok"}')
+
+    asyncio.run(publish(settings))
+    deadline, samples = time.monotonic() + 30, {}
+    while time.monotonic() < deadline:
+        text = get(port, "/metrics")[1].decode()
+        samples = {s.name: s for fam in text_string_to_metric_families(text) for s in fam.samples}
+        families = {fam.name for fam in text_string_to_metric_families(text)}
+        if samples.get("streamsense_recommendations_total") and samples.get("streamsense_labels_learned_total"):
+            break
+        time.sleep(0.5)
+    assert EXPECTED <= families
+    text = get(port, "/metrics")[1].decode()
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for fam in text_string_to_metric_families(text) for s in fam.samples}
+    decided = sum(v for (n, labels), v in values.items() if n == "streamsense_decisions_total")
+    assert decided == 40
+    assert values[("streamsense_dead_letters_total", (("stage", "validate"),))] == 1
+    assert values[("streamsense_labels_learned_total", (("source", "chargeback"),))] == 1
+    assert sum(v for (n, _), v in values.items() if n == "streamsense_recommendations_total") == 1
+    assert values[("streamsense_ready", ())] == 1.0
+    assert values[("streamsense_circuit_breaker_state", (("dependency", "redis"),))] == 0.0
+    lags = [v for (n, _), v in values.items() if n == "streamsense_consumer_lag"]
+    assert lags and all(v >= 0 for v in lags)
+    assert "u1" not in text and "o3" not in text  # no user or event ids in metric labels
