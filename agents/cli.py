@@ -1,12 +1,13 @@
-"""The `streamsense` command: dev, worker, produce, tail, evaluate, bench."""
+"""The `streamsense` command: dev, worker, simulate, produce, tail, evaluate, bench."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import logging.config
 import sys
 
+from agents.logs import logging_config
 from schemas.settings import Settings, SettingsError
 
 
@@ -21,6 +22,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from agents.dev import run_dev
 
     return run_dev(_settings(), rate=args.rate, seed=args.seed, duration=args.duration, workers=args.workers)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from agents.dev import run_simulate
+
+    return run_simulate(_settings(), rate=args.rate, seed=args.seed, duration=args.duration)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -73,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--workers", type=int, default=1)
     dev.set_defaults(func=cmd_dev)
 
+    simulate = sub.add_parser("simulate", help="publish simulated traffic to the configured Kafka (no dashboard)")
+    simulate.add_argument("--rate", type=float, default=300.0, help="simulated transactions per second")
+    simulate.add_argument("--seed", type=int, default=42)
+    simulate.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    simulate.set_defaults(func=cmd_simulate)
+
     worker = sub.add_parser("worker", help="run a worker against the configured Kafka and Redis")
     worker.add_argument("--loglevel", default="info")
     worker.set_defaults(func=cmd_worker)
@@ -113,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.config.dictConfig(logging_config(_settings().log_format, "INFO"))
     return args.func(args)
 
 

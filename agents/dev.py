@@ -42,7 +42,8 @@ def start_worker(settings: Settings, index: int, log_dir: Path) -> ManagedProces
                           env=env, log_dir=log_dir)
 
 
-async def live(settings: Settings, *, rate: float, seed: int, duration: float | None) -> Figures:
+async def live(settings: Settings, *, rate: float, seed: int, duration: float | None,
+               show: bool = True) -> Figures:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -53,10 +54,17 @@ async def live(settings: Settings, *, rate: float, seed: int, duration: float | 
     start = simulation_start(SIMULATION_SPAN_S)
     sim = TrafficSimulator(seed=seed, start_ts=start, drift_at=DRIFT_AFTER_S)
     shoppers = RecoTrafficSimulator(seed=seed, start_ts=start)
-    await asyncio.gather(publish(settings, sim, truth, rate=rate, stop=stop, seed=seed),
-                         publish_reco(settings, shoppers, truth, rate=rate * RECO_SHARE, stop=stop),
-                         follow(settings, truth, figures, stop))
+    tasks = [publish(settings, sim, truth, rate=rate, stop=stop, seed=seed),
+             publish_reco(settings, shoppers, truth, rate=rate * RECO_SHARE, stop=stop)]
+    await asyncio.gather(*tasks, *([follow(settings, truth, figures, stop)] if show else []))
     return figures
+
+
+def run_simulate(settings: Settings, *, rate: float, seed: int, duration: float | None) -> int:
+    """Only the simulators, against the configured Kafka (the compose file runs this next to the workers)."""
+    asyncio.run(create_topics(settings.bootstrap_servers, all_topics(settings), settings.partitions))
+    asyncio.run(live(settings, rate=rate, seed=seed, duration=duration, show=False))
+    return 0
 
 
 def run_dev(settings: Settings, *, rate: float = 300.0, seed: int = 42, duration: float | None = None,

@@ -8,6 +8,7 @@ import faust
 
 from agents.fraud_agents import register_fraud_agents
 from agents.reco_agents import register_reco_agents
+from agents.logs import logging_config
 from agents.runtime import Runtime
 from agents.web import register_web
 from online_models.engine import FraudEngine
@@ -31,5 +32,6 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     topology, _ = build_worker(settings)
     logging.getLogger("streamsense").info("starting worker %s against %s", settings.app_id,
                                           settings.bootstrap_servers)
-    worker = faust.Worker(topology.app, loglevel=loglevel, quiet=True)
+    worker = faust.Worker(topology.app, loglevel=loglevel, quiet=True,
+                          logging_config=logging_config(settings.log_format, loglevel))
     worker.execute_from_commandline()
