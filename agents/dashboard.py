@@ -52,6 +52,7 @@ class Figures:
     hits: Counter = field(default_factory=Counter)  # strategy -> held-back item in the list
     judged: Counter = field(default_factory=Counter)  # strategy -> answers with a held-back item
     reco_ms: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
+    drift: Counter = field(default_factory=Counter)
 
     def add_decision(self, doc: dict, truth: Truth, now: float) -> None:
         self.decisions[doc["decision"]] += 1
@@ -105,6 +106,8 @@ class Figures:
             f"  dead letters  {sum(self.dead_letters.values()):,} "
             + " ".join(f"{stage}={n}" for stage, n in sorted(self.dead_letters.items())),
             f"  model         {self.model_version}",
+            f"  drift         {sum(self.drift.values()):,} signals "
+            + " ".join(f"{target}={n}" for target, n in sorted(self.drift.items())),
             f"  reco          interactions {truth.interactions:,}  requests {truth.requests:,}  answered "
             f"{sum(self.strategies.values()):,}  cold-start share "
             f"{self.strategies['popular'] / max(1, sum(self.strategies.values())):.2f}",
@@ -119,7 +122,7 @@ async def follow(settings: Settings, truth: Truth, figures: Figures, stop: async
                  refresh_s: float = 2.0, out=sys.stdout) -> None:
     """Consume the output topics and redraw the figures every ``refresh_s`` until ``stop``."""
     t = settings.topics
-    consumer = AIOKafkaConsumer(t.fraud_decisions, t.dead_letters, t.recommendations,
+    consumer = AIOKafkaConsumer(t.fraud_decisions, t.dead_letters, t.recommendations, t.drift_signals,
                                 bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 fetch_max_wait_ms=settings.fetch_max_wait_ms)
@@ -135,6 +138,8 @@ async def follow(settings: Settings, truth: Truth, figures: Figures, stop: async
                     doc = json.loads(record.value)
                     if tp.topic == t.dead_letters:
                         figures.dead_letters[doc.get("stage", "?")] += 1
+                    elif tp.topic == t.drift_signals:
+                        figures.drift[doc["target"]] += 1
                     elif tp.topic == t.recommendations:
                         figures.add_recommendation(doc, truth, now)
                     else:
@@ -158,5 +163,6 @@ def summary(figures: Figures) -> dict:
         "e2e_p99_ms": percentile(list(figures.e2e_ms), .99),
         "median_processing_ms": statistics.median(figures.processing_ms) if figures.processing_ms else None,
         "recommendations": dict(figures.strategies),
+        "drift_signals": dict(figures.drift),
         "hit_rate_at_10": {s: figures.hits[s] / figures.judged[s] for s in figures.judged if figures.judged[s]},
     }

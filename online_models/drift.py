@@ -37,23 +37,29 @@ class Watch:
     delta: float
     detector: drift.ADWIN = field(init=False)
     observations: int = 0
+    quiet_until: int = 0
 
     def __post_init__(self) -> None:
         self.detector = drift.ADWIN(delta=self.delta)
 
-    def update(self, value: float, grace: int) -> bool:
+    def update(self, value: float, grace: int, cooldown: int) -> bool:
         self.observations += 1
         self.detector.update(value)
-        return self.detector.drift_detected and self.observations > grace
+        if self.detector.drift_detected and self.observations > max(grace, self.quiet_until):
+            self.quiet_until = self.observations + cooldown  # one signal per change, not one per step
+            return True
+        return False
 
 
 class DriftMonitor:
-    """Parameters: the model's name, the features to watch, ADWIN's ``delta``, the warm-up ``grace``."""
+    """Parameters: the model's name, the features to watch, ADWIN's ``delta``, the warm-up ``grace``, and
+    the ``cooldown`` (observations) during which a detector that just fired stays silent."""
 
     def __init__(self, model_name: str, features: tuple[str, ...] = WATCHED_FEATURES, delta: float = 0.002,
-                 grace: int = 1000) -> None:
+                 grace: int = 1000, cooldown: int = 5000) -> None:
         self.model_name = model_name
         self.grace = grace
+        self.cooldown = cooldown
         self.features = [Watch("feature", name, delta) for name in features]
         self.score = Watch("score", model_name, delta)
         self.error = Watch("error", model_name, delta)
@@ -61,15 +67,15 @@ class DriftMonitor:
         self.signals = 0
 
     def observe_decision(self, x: dict, score: float, ts: float, version: str) -> list[DriftSignal]:
-        fired = [(w, x[w.name]) for w in self.features if w.name in x and w.update(x[w.name], self.grace)]
-        if self.score.update(score, self.grace):
+        fired = [(w, x[w.name]) for w in self.features if w.name in x and w.update(x[w.name], self.grace, self.cooldown)]
+        if self.score.update(score, self.grace, self.cooldown):
             fired.append((self.score, score))
         return [self._signal(w, ts, version) for w, _ in fired]
 
     def observe_label(self, is_fraud: bool, score: float, ts: float, version: str) -> list[DriftSignal]:
         p = min(max(score, 1e-6), 1 - 1e-6)
         loss = -math.log(p if is_fraud else 1 - p)
-        fired = [w for w, v in ((self.error, loss), (self.label_rate, float(is_fraud))) if w.update(v, self.grace)]
+        fired = [w for w, v in ((self.error, loss), (self.label_rate, float(is_fraud))) if w.update(v, self.grace, self.cooldown)]
         return [self._signal(w, ts, version) for w in fired]
 
     def _signal(self, watch: Watch, ts: float, version: str) -> DriftSignal:
