@@ -2,7 +2,8 @@
 
 - features: the mean of a few behaviour features (amount, velocity, novelty);
 - score: the mean decision score;
-- error: the model's log loss on each label, as labels arrive;
+- error: the model's log loss on each label, as labels arrive (only increases signal: a model
+  that gets better as it learns is not drift);
 - label rate: the share of labels that say fraud.
 
 A detection becomes a ``DriftSignal`` (severity ``critical`` for error and label rate, which say
@@ -42,9 +43,14 @@ class Watch:
     def __post_init__(self) -> None:
         self.detector = drift.ADWIN(delta=self.delta)
 
+    worse_only: bool = False  # for an error: a model getting better is not a drift to act on
+
     def update(self, value: float, grace: int, cooldown: int) -> bool:
         self.observations += 1
+        before = self.detector.estimation
         self.detector.update(value)
+        if self.worse_only and self.detector.estimation <= before:
+            return False
         if self.detector.drift_detected and self.observations > max(grace, self.quiet_until):
             self.quiet_until = self.observations + cooldown  # one signal per change, not one per step
             return True
@@ -62,7 +68,7 @@ class DriftMonitor:
         self.cooldown = cooldown
         self.features = [Watch("feature", name, delta) for name in features]
         self.score = Watch("score", model_name, delta)
-        self.error = Watch("error", model_name, delta)
+        self.error = Watch("error", model_name, delta, worse_only=True)
         self.label_rate = Watch("label_rate", model_name, delta)
         self.signals = 0
 
