@@ -31,6 +31,11 @@ class Runtime(faust.Service):
         self.redis: Redis | None = None
         self.processor: FraudProcessor | None = None
         self.reco: RecoProcessor | None = None
+        self._stop_hooks: list = []
+
+    def add_stop_hook(self, hook) -> None:
+        """Run ``hook()`` when the worker stops cleanly (a final checkpoint, for example)."""
+        self._stop_hooks.append(hook)
 
     async def on_start(self) -> None:
         self.redis = Redis.from_url(self.settings.redis_url.get_secret_value(), socket_timeout=2.0,
@@ -42,6 +47,8 @@ class Runtime(faust.Service):
                                   metrics=self.metrics)
 
     async def on_stop(self) -> None:
+        for hook in self._stop_hooks:
+            hook()
         if self.redis is not None:
             await self.redis.aclose()
 

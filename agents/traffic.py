@@ -38,7 +38,7 @@ CHANNEL_MIX = (("app", 45), ("web", 35), ("pos", 18), ("phone", 2))
 PATTERN_MIX = (("card_testing", 35), ("account_takeover", 35), ("amount_anomaly", 30))
 DAY = 86400.0
 # Unlabelled after this much simulated time counts as legitimate (demo and tests).
-SIMULATED_LABEL_HORIZON_S = 6 * 3600.0
+SIMULATED_LABEL_HORIZON_S = 1 * 3600.0
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import faust
 
 from agents.fraud_agents import register_fraud_agents
 from agents.reco_agents import register_reco_agents
+from agents.lifecycle import register_checkpoints
 from agents.logs import logging_config
 from agents.runtime import Runtime
 from agents.web import register_web
@@ -24,6 +25,7 @@ def build_worker(settings: Settings, **app_overrides: object) -> tuple[Topology,
     register_fraud_agents(topology, settings, runtime)
     register_reco_agents(topology, settings, runtime)
     register_web(topology, runtime)
+    register_checkpoints(topology, runtime)
     return topology, runtime
 
 

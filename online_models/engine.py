@@ -66,6 +66,13 @@ class FraudEngine:
         signals, self._signals = self._signals, []
         return signals
 
+    def models(self) -> dict:
+        """What a checkpoint holds: the learned parts (the drift monitor is an observer, not a model)."""
+        return {"classifier": self.classifier, "anomaly": self.anomaly}
+
+    def load(self, models: dict) -> None:
+        self.classifier, self.anomaly = models["classifier"], models["anomaly"]
+
     @property
     def model_version(self) -> str:
         """Generation plus labels learned: each decision says which model state produced it."""
@@ -78,7 +85,6 @@ class FraudEngine:
         weight = self.classifier_weight * min(1.0, self.classifier.n_positives / self.warmup_positives)
         p = self.classifier.predict_proba_one(x)[True] if weight > 0 else 0.0
         odd = self.anomaly.score_one(x)
-        self.anomaly.learn_one(x)  # unsupervised: every event teaches it what is normal
         hits = rule_hits(x)
         score = apply_bumps(weight * p + (1.0 - weight) * 0.6 * odd, hits)
         flags = [name for name, on in (("degraded_state", degraded), ("late_event", result.late)) if on]
@@ -109,5 +115,7 @@ class FraudEngine:
         assumed = bool(snapshot.get("a"))
         if assumed and not is_fraud:
             return MerchantUpdate({})
+        if not assumed:
+            self.anomaly.learn_one(snapshot["x"])  # what normal looks like: every event, once, when labelled
         self.classifier.learn_one(snapshot["x"], bool(is_fraud), event_id=event_id)
         return merchant_label_update(bool(is_fraud), correction=assumed)

@@ -41,6 +41,12 @@ class RecoEngine:
         self.settings = settings
         self.recommender = recommender or OnlineRecommender(seed=settings.seed)
 
+    def models(self) -> dict:
+        return {"recommender": self.recommender}
+
+    def load(self, models: dict) -> None:
+        self.recommender = models["recommender"]
+
     @property
     def model_version(self) -> str:
         return f"{MODEL_GENERATION}.{self.recommender.n_learned}"

@@ -108,6 +108,7 @@ class Settings:
     # add it to every decision's latency. Kafka answers early, so a low value only costs idle polls.
     fetch_max_wait_ms: int = 50
     log_format: str = "text"  # "json": one JSON object per line
+    checkpoint_interval_s: float = 10.0  # models are checkpointed this often when they have learned
     # Recommendations
     reco_default_k: int = 10
     reco_min_history: int = 3  # fewer interactions than this: the popular list answers
