@@ -58,7 +58,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     run_evaluate(_settings(), args.source, kind=args.kind, models=args.models.split(",") if args.models else None,
                  delay=args.delay, limit=args.limit, every=args.every, k=args.k, labels=args.labels,
-                 as_json=args.json)
+                 label_column=args.label, positive=args.positive, as_json=args.json)
     return 0
 
 
@@ -105,9 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     tail.set_defaults(func=cmd_tail)
     ev = sub.add_parser("evaluate", help="replay a data set through the workers' models, prequentially")
     ev.add_argument("source", help="a .csv / .jsonl transactions file, a u.data ratings file, or a River data set name")
-    ev.add_argument("--kind", choices=["auto", "csv", "transactions", "ratings", "river"], default="auto")
+    ev.add_argument("--kind", choices=["auto", "csv", "transactions", "ratings", "river", "stream"], default="auto",
+                    help="csv: labelled transactions (Time, Amount, Class); stream: any labelled CSV (--label)")
+    ev.add_argument("--label", default="class", help="label column of a --kind stream CSV")
+    ev.add_argument("--positive", default="1", help="label value counted as the positive class")
     ev.add_argument("--models", default=None,
-                    help="comma-separated: default, classifier, river-lr, river-hst (side by side in one pass)")
+                    help="comma-separated: default, classifier, lifecycle, river-lr, river-hst, river-arf, no-change")
     ev.add_argument("--delay", default="none", help="label delay: none, fixed:SECONDS or drawn:MEAN_SECONDS")
     ev.add_argument("--labels", default=None, help="fraud-labels JSON lines for a transactions file")
     ev.add_argument("--limit", type=int, default=None, help="only the first N events")

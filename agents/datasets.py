@@ -49,6 +49,14 @@ def transactions_csv(path: Path, *, label: str = "Class", time: str = "Time", am
             yield Event(x=x, y=float(row[label]) == 1.0, ts=tx.ts, tx=tx)
 
 
+def labelled_csv(path: Path, *, label: str, positive: str) -> Iterator[Event]:
+    """A plain classification stream: numeric columns as features, ``label == positive`` as truth."""
+    with path.open(newline="") as fh:
+        for n, row in enumerate(csv.DictReader(fh)):
+            x = {k: float(v) for k, v in row.items() if k != label}
+            yield Event(x=x, y=row[label] == positive, ts=float(n))
+
+
 def ratings(path: Path) -> Iterator[tuple[str, str, float, float]]:
     """MovieLens u.data: user, item, rating, timestamp (tab separated), returned in time order."""
     rows = []

@@ -13,7 +13,7 @@ from online_models.evaluation import LabelDelay, evaluate_binary, evaluate_ratin
 from schemas.settings import Settings
 
 FRAUD_CONFIGS = ["default", "river-hst", "river-lr"]
-STREAM_CONFIGS = ["classifier", "river-lr", "river-hst"]
+STREAM_CONFIGS = ["classifier", "lifecycle", "river-lr", "river-arf", "no-change"]
 
 
 def detect_kind(source: str) -> str:
@@ -53,7 +53,8 @@ def counted(events, progress: Progress):
 
 def run_evaluate(settings: Settings, source: str, *, kind: str = "auto", models: list[str] | None = None,
                  delay: str = "none", limit: int | None = None, every: int = 0, k: int = 10,
-                 labels: str | None = None, as_json: bool = False, out=sys.stdout) -> dict:
+                 labels: str | None = None, label_column: str = "class", positive: str = "1",
+                 as_json: bool = False, out=sys.stdout) -> dict:
     kind = detect_kind(source) if kind == "auto" else kind
     progress = Progress(not as_json)
 
@@ -69,6 +70,9 @@ def run_evaluate(settings: Settings, source: str, *, kind: str = "auto", models:
     else:
         if kind == "river":
             events, default_models = datasets.river_dataset(source, settings.seed), STREAM_CONFIGS
+        elif kind == "stream":
+            events = datasets.labelled_csv(Path(source), label=label_column, positive=positive)
+            default_models = STREAM_CONFIGS
         elif kind == "csv":
             events, default_models = datasets.transactions_csv(Path(source)), FRAUD_CONFIGS
         else:

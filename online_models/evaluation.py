@@ -13,8 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from river import anomaly, compose, linear_model, metrics, optim, preprocessing, reco
+from river import anomaly, compose, forest, linear_model, metrics, optim, preprocessing, reco
 
+from online_models.champion import ChampionChallenger
+from online_models.drift import DriftMonitor
 from online_models.engine import FraudEngine
 from online_models.fraud_model import FraudClassifier
 from online_models.reco_engine import RecoEngine
@@ -139,6 +141,10 @@ class Config:
     def learn(self, index: int, event: Event) -> None:
         """Called when the label of ``event`` becomes known."""
 
+    def details(self) -> dict:
+        """Figures of the configuration itself, added to its summary."""
+        return {}
+
 
 class DefaultFraud(Config):
     """The worker's fraud engine: features, classifier, anomaly rank and rules."""
@@ -199,7 +205,59 @@ class RiverHST(Config):
         return score
 
 
-CONFIGS: dict[str, type[Config]] = {c.name: c for c in (DefaultFraud, Classifier, RiverLogReg, RiverHST)}
+class Lifecycle(Config):
+    """The champion classifier with drift-triggered challengers (River's ARF), promoted on merit."""
+
+    name = "lifecycle"
+
+    def __init__(self, settings) -> None:
+        self.model = ChampionChallenger(
+            FraudClassifier(), lambda: forest.ARFClassifier(n_models=10, seed=settings.seed),
+            challenger_name="arf", monitor=DriftMonitor("classifier", features=(), grace=500))
+
+    def score(self, index, event):
+        return self.model.predict_proba_one(event.x)[True]
+
+    def learn(self, index, event):
+        self.model.learn_one(event.x, event.y, index, event.ts)
+
+    def details(self) -> dict:
+        return {"serving_model": self.model.champion.name, "generation": self.model.generation,
+                "model_events": self.model.events[:10]}
+
+
+class RiverARF(Config):
+    """River's adaptive random forest (10 trees), for reference."""
+
+    name = "river-arf"
+
+    def __init__(self, settings) -> None:
+        self.model = forest.ARFClassifier(n_models=10, seed=settings.seed)
+
+    def score(self, index, event):
+        return self.model.predict_proba_one(event.x).get(True, 0.0)
+
+    def learn(self, index, event):
+        self.model.learn_one(event.x, event.y)
+
+
+class NoChange(Config):
+    """The no-change baseline: predict the previous label."""
+
+    name = "no-change"
+
+    def __init__(self, settings) -> None:
+        self.last = False
+
+    def score(self, index, event):
+        return float(self.last)
+
+    def learn(self, index, event):
+        self.last = event.y
+
+
+CONFIGS: dict[str, type[Config]] = {c.name: c for c in (DefaultFraud, Classifier, RiverLogReg, RiverHST, Lifecycle,
+                                                        RiverARF, NoChange)}
 
 
 def evaluate_binary(events: Iterable[Event], config_names: list[str], settings, *, delay: LabelDelay,
@@ -228,7 +286,7 @@ def evaluate_binary(events: Iterable[Event], config_names: list[str], settings, 
             heapq.heappush(pending, (event.ts + draw(), index, event))
         if every and on_checkpoint and (index + 1) % every == 0:
             on_checkpoint(index + 1, {name: s.summary() for name, s in scores.items()})
-    return {name: s.summary() for name, s in scores.items()}
+    return {c.name: {**scores[c.name].summary(), **c.details()} for c in configs}
 
 
 def _learn_all(configs: list[Config], scores: dict[str, BinaryScores], index: int, event: Event) -> None:

@@ -1,0 +1,38 @@
+"""Champion / challenger on a stream whose concept changes half way."""
+
+from __future__ import annotations
+
+import itertools
+
+from river import forest
+from river.datasets import synth
+
+from online_models.champion import ChampionChallenger
+from online_models.drift import DriftMonitor
+from online_models.fraud_model import FraudClassifier
+
+
+def test_a_drift_starts_a_challenger_that_is_promoted_on_merit_and_serves() -> None:
+    stream = synth.ConceptDriftStream(stream=synth.Agrawal(classification_function=1, seed=42),
+                                      drift_stream=synth.Agrawal(classification_function=4, seed=42),
+                                      position=3000, width=50, seed=1)
+    cc = ChampionChallenger(FraudClassifier(), lambda: forest.ARFClassifier(n_models=5, seed=42),
+                            challenger_name="arf", window=300, monitor=DriftMonitor("classifier", features=(),
+                                                                                     grace=500))
+    for i, (x, y) in enumerate(itertools.islice(stream, 6000)):
+        cc.predict_proba_one(x)
+        cc.learn_one(x, bool(y), i, float(i))
+    kinds = [e["event"] for e in cc.events]
+    print(cc.events)
+    assert kinds[:2] == ["challenger_started", "promoted"]
+    started, promoted = cc.events[0], cc.events[1]
+    assert 3000 <= started["at"] < 3500 and promoted["at"] > started["at"]
+    assert promoted["accuracy"] >= promoted["champion_accuracy"] + 0.01
+    assert cc.generation == 2 and cc.champion.name == "arf-2"
+
+
+def test_no_drift_no_challenger() -> None:
+    cc = ChampionChallenger(FraudClassifier(), lambda: FraudClassifier(), window=300)
+    for i, (x, y) in enumerate(itertools.islice(synth.Agrawal(classification_function=1, seed=42), 6000)):
+        cc.learn_one(x, bool(y), i, float(i))
+    assert cc.events == [] and cc.generation == 1
