@@ -1,75 +1,89 @@
-"""Checkpoints on disk: one file per version, written atomically (temp file, fsync, rename).
+"""The checkpoint registry in Redis, shared by every worker: signed blobs, one key per version, and
+a ``latest`` pointer that the learner moves when it publishes and an operator moves to roll back.
 
-Restoring walks versions newest first and loads the first one whose signature verifies; every
-refused file is logged with the reason. The newest ``keep`` versions are kept.
+Writing a version is one MULTI/EXEC (blob, version index, pointer), so a reader never sees a
+pointer to a missing blob. Restoring verifies before unpickling and walks down from the pointer
+to the newest version that verifies; every refused one is logged with the reason.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
-import tempfile
-from pathlib import Path
 
+from redis.asyncio import Redis
+
+from agents.redis_keys import RedisKeys
 from online_models.checkpoints import CheckpointRejected, read_header, seal, unseal
 
 log = logging.getLogger(__name__)
-NAME = re.compile(r"(?P<role>[a-z]+)-(?P<version>\d{8})\.ckpt")
 
 
-class FileCheckpoints:
-    def __init__(self, directory: Path, key: bytes, keep: int = 5) -> None:
-        self.directory = Path(directory)
+class RedisCheckpoints:
+    def __init__(self, redis: Redis, keys: RedisKeys, key: bytes, keep: int = 10) -> None:
+        self.redis = redis
+        self.keys = keys
         self.key = key
         self.keep = keep
 
-    def versions(self, role: str) -> list[int]:
-        if not self.directory.exists():
-            return []
-        found = (NAME.fullmatch(p.name) for p in self.directory.iterdir())
-        return sorted(int(m["version"]) for m in found if m and m["role"] == role)
-
-    def path(self, role: str, version: int) -> Path:
-        return self.directory / f"{role}-{version:08d}.ckpt"
-
-    def save(self, role: str, models: object, header: dict) -> int:
-        version = (self.versions(role) or [0])[-1] + 1
+    async def save(self, role: str, models: object, header: dict) -> int:
+        version = int(await self.redis.incr(self.keys.checkpoint_seq(role)))
         blob = seal(models, {**header, "role": role, "version": version}, self.key)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{role}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path(role, version))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        for old in self.versions(role)[: -self.keep]:
-            self.path(role, old).unlink(missing_ok=True)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.checkpoint(role, version), blob)
+            pipe.zadd(self.keys.checkpoint_index(role), {str(version): version})
+            pipe.set(self.keys.checkpoint_latest(role), version)
+            await pipe.execute()
+        await self._prune(role)
         return version
 
-    def restore(self, role: str) -> tuple[object, dict] | None:
-        """The newest checkpoint of ``role`` that verifies, or None (then the fallback model serves)."""
-        for version in reversed(self.versions(role)):
-            path = self.path(role, version)
+    async def _prune(self, role: str) -> None:
+        old = await self.redis.zrange(self.keys.checkpoint_index(role), 0, -self.keep - 1)
+        if old:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for raw in old:
+                    pipe.delete(self.keys.checkpoint(role, int(raw)))
+                pipe.zrem(self.keys.checkpoint_index(role), *old)
+                await pipe.execute()
+
+    async def versions(self, role: str) -> list[int]:
+        return [int(v) for v in await self.redis.zrange(self.keys.checkpoint_index(role), 0, -1)]
+
+    async def latest(self, role: str) -> int | None:
+        raw = await self.redis.get(self.keys.checkpoint_latest(role))
+        return int(raw) if raw is not None else None
+
+    async def point_to(self, role: str, version: int) -> None:
+        """Make ``version`` the one every worker serves (promote / roll back); it must verify."""
+        await self.load(role, version)
+        await self.redis.set(self.keys.checkpoint_latest(role), version)
+
+    async def load(self, role: str, version: int) -> tuple[object, dict]:
+        blob = await self.redis.get(self.keys.checkpoint(role, version))
+        if blob is None:
+            raise CheckpointRejected(f"{role} checkpoint v{version} does not exist")
+        return unseal(blob, self.key)
+
+    async def restore(self, role: str) -> tuple[object, dict] | None:
+        """The newest verified checkpoint at or below the ``latest`` pointer, or None (fallback model)."""
+        latest = await self.latest(role)
+        for version in sorted((v for v in await self.versions(role) if latest is None or v <= latest),
+                              reverse=True):
             try:
-                models, header = unseal(path.read_bytes(), self.key)
-            except (CheckpointRejected, OSError, ValueError) as exc:
-                log.error("refused checkpoint %s: %s", path, exc)
+                models, header = await self.load(role, version)
+            except (CheckpointRejected, ValueError) as exc:
+                log.error("refused checkpoint %s v%d: %s", role, version, exc)
                 continue
-            log.info("restored checkpoint %s (model %s, offsets %s)", path, header.get("model_version"),
-                     header.get("offsets"))
+            log.info("restored checkpoint %s v%d (model %s, offsets %s)", role, version,
+                     header.get("model_version"), header.get("offsets"))
             return models, header
         return None
 
-    def headers(self, role: str) -> list[dict]:
+    async def headers(self, role: str) -> list[dict]:
         out = []
-        for version in self.versions(role):
+        for version in await self.versions(role):
+            blob = await self.redis.get(self.keys.checkpoint(role, version))
             try:
-                out.append(read_header(self.path(role, version).read_bytes()))
-            except (CheckpointRejected, OSError, ValueError) as exc:
+                out.append(read_header(blob or b""))
+            except (CheckpointRejected, ValueError) as exc:
                 out.append({"role": role, "version": version, "error": str(exc)})
         return out

@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 from agents.dashboard import Figures, follow, summary
@@ -35,11 +37,28 @@ def all_topics(settings: Settings) -> list[str]:
     return [getattr(settings.topics, f.name) for f in dataclasses.fields(settings.topics)]
 
 
-def start_worker(settings: Settings, index: int, log_dir: Path) -> ManagedProcess:
-    env = {**os.environ, **settings.replace(web_port=free_port(),
-                                            data_dir=str(log_dir / f"worker-{index}-data")).to_env()}
-    return ManagedProcess(f"worker-{index}", [sys.executable, "-m", "agents", "worker", "--loglevel", "warning"],
+def start_worker(settings: Settings, index: int, log_dir: Path) -> tuple[ManagedProcess, int]:
+    port = free_port()
+    env = {**os.environ, **settings.replace(web_port=port, data_dir=str(log_dir / f"worker-{index}-data")).to_env()}
+    proc = ManagedProcess(f"worker-{index}", [sys.executable, "-m", "agents", "worker", "--loglevel", "warning"],
                           env=env, log_dir=log_dir)
+    return proc, port
+
+
+def wait_ready(proc: ManagedProcess, port: int, timeout: float = 60.0) -> None:
+    """Traffic starts once the worker has joined its group: a backlog would be scored by a model
+    that has learned nothing yet and then caught up in a burst, which is not what a running
+    system looks like."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.alive():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    print(f"streamsense dev: {proc.name} not ready after {timeout:.0f} s; see {proc.log_path}", file=sys.stderr)
 
 
 async def live(settings: Settings, *, rate: float, seed: int, duration: float | None,
@@ -72,10 +91,15 @@ def run_dev(settings: Settings, *, rate: float = 300.0, seed: int = 42, duration
     log_dir = Path(tempfile.mkdtemp(prefix="streamsense-dev-"))
     print(f"streamsense dev: logs in {log_dir}", file=sys.stderr)
     with EmbeddedStack(log_dir=log_dir) as stack:
+        # Simulated time runs ~2,000x faster: models are published every second, not every ten.
         settings = settings.replace(bootstrap_servers=stack.bootstrap, redis_url=SecretStr(stack.redis_url),
-                                    label_horizon_s=SIMULATED_LABEL_HORIZON_S)
+                                    label_horizon_s=SIMULATED_LABEL_HORIZON_S, checkpoint_interval_s=1.0)
         asyncio.run(create_topics(settings.bootstrap_servers, all_topics(settings), settings.partitions))
-        procs = [start_worker(settings, i, log_dir) for i in range(workers)]
+        started = [start_worker(settings, i, log_dir) for i in range(workers)]
+        procs = [proc for proc, _ in started]
+        print("streamsense dev: waiting for the worker(s) to join their group...", file=sys.stderr)
+        for proc, port in started:
+            wait_ready(proc, port)
         try:
             figures = asyncio.run(live(settings, rate=rate, seed=seed, duration=duration))
         finally:

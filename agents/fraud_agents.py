@@ -7,7 +7,7 @@ import logging
 import faust
 from redis.exceptions import RedisError
 
-from agents.batching import run_batches
+from agents.batching import emit_all, run_batches
 from agents.runtime import Runtime
 from schemas.settings import Settings
 from streams.app import Topology
@@ -28,9 +28,14 @@ def register_fraud_agents(topology: Topology, settings: Settings, runtime: Runti
         await run_batches(app, stream, lambda batch: runtime.processor.on_labels(batch), settings, "label_join",
                           runtime.metrics)
 
+    @app.agent(topology.learn, name="learn-fraud-model")
+    async def learn_fraud_model(stream: faust.StreamT) -> None:
+        await run_batches(app, stream, lambda batch: runtime.learner.on_examples(batch), settings, "learn",
+                          runtime.metrics)
+
     @app.timer(interval=1.0)
     async def expire_unlabelled() -> None:
         try:
-            await runtime.processor.expire_unlabelled()
+            await emit_all(app, await runtime.processor.expire_unlabelled())
         except RedisError as exc:
             log.warning("expiring unlabelled decisions failed, will retry: %s", exc)

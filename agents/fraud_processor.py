@@ -39,6 +39,14 @@ log = logging.getLogger(__name__)
 MAX_COMMIT_ATTEMPTS = 3
 
 
+def learn_example(settings: Settings, event_id: str, snapshot: dict, is_fraud: bool | None,
+                  observed: bool = True) -> Emit:
+    """A decision-time snapshot for the learner (internal topic, one partition): labelled, or
+    ``is_fraud=None`` at decision time for the anomaly model, which learns every event."""
+    doc = {"e": event_id, "y": is_fraud, "o": observed, "s": snapshot}
+    return Emit(settings.learn_topic, event_id.encode(), json.dumps(doc, separators=(",", ":")).encode())
+
+
 class DuplicateEvent(InvalidEvent):
     """The event_id was already decided from another input offset."""
 
@@ -111,7 +119,7 @@ class FraudProcessor:
                 return self._decide_degraded(valid, started)
             self.breaker.success()
             if not taken:
-                await self._learn(early)  # only once the decisions are committed: never twice
+                emits.extend(await self._learn(early))  # only once the decisions are committed: never twice
                 self._observe(decided, started)
                 return emits
             # Another worker decided some of these event_ids meanwhile: reload and redo.
@@ -165,6 +173,7 @@ class FraudProcessor:
             self.stats.late += scored.late
             self.stats.watermark = max(self.stats.watermark, tx.ts)
             emits.append(Emit(topics.fraud_decisions, tx.event_id.encode(), decision.to_json()))
+            emits.append(learn_example(self.settings, tx.event_id, {"x": scored.snapshot["x"]}, None))
             decided.append((msg, decision.decision, "decided"))
         for user_id in touched_users:
             self.store.save_user(batch, user_id, users[user_id])  # type: ignore[arg-type]
@@ -236,33 +245,38 @@ class FraudProcessor:
         self.stats.labels_parked += len(park)
         self.metrics.events.labels(self.settings.topics.fraud_labels, "parked").inc(len(park))
         self.metrics.events.labels(self.settings.topics.fraud_labels, "learned").inc(len(learn))
-        await self._learn(learn, {label.event_id: label.ts for _, label in labels})
+        emits.extend(await self._learn(learn, {label.event_id: label.ts for _, label in labels}))
         emits.extend(self._drift_emits())
         self._count(emits)
         return emits
 
-    async def _learn(self, labelled: Sequence[tuple[str, dict, bool]], label_ts: dict | None = None) -> None:
-        updates = []
+    async def _learn(self, labelled: Sequence[tuple[str, dict, bool]], label_ts: dict | None = None,
+                     observed: bool = True) -> list[Emit]:
+        """Hand labelled snapshots to the learner (one worker learns for all, see agents.learner) and
+        apply what the labels change in the merchants' counters."""
+        updates, emits = [], []
         for event_id, snapshot, is_fraud in labelled:
-            updates.append((snapshot["m"], self.engine.learn_label(snapshot, is_fraud, event_id=event_id)))
-            delay = (label_ts or {}).get(event_id, snapshot["ts"]) - snapshot["ts"]
-            self.metrics.labelled(MODEL_NAME, is_fraud, snapshot.get("p", 0.5), delay)
+            updates.append((snapshot["m"], self.engine.label_effect(snapshot, is_fraud)))
+            emits.append(learn_example(self.settings, event_id, snapshot, is_fraud, observed))
+            if observed:
+                delay = (label_ts or {}).get(event_id, snapshot["ts"]) - snapshot["ts"]
+                self.metrics.labelled(MODEL_NAME, is_fraud, snapshot.get("p", 0.5), delay)
         await self.store.apply_merchant_updates(updates)
-        self.stats.labels_learned += len(updates)
+        self.stats.labels_learned += len(updates) if observed else 0
+        return emits
 
-    async def expire_unlabelled(self, limit: int = 1000) -> int:
-        """Learn as legitimate every decision unlabelled for ``label_horizon_s`` of event time."""
+    async def expire_unlabelled(self, limit: int = 1000) -> list[Emit]:
+        """Send every decision unlabelled for ``label_horizon_s`` of event time to be learned as legitimate."""
         if self.stats.watermark == float("-inf"):
-            return 0
+            return []
         event_ids = await self.store.expired_pending(self.stats.watermark - self.settings.label_horizon_s, limit)
-        snapshots = {e: s for e, s in (await self.store.read_snapshots(event_ids)).items() if s is not None}
-        updates = [(snap["m"], self.engine.learn_label(snap, False, event_id=event_id, observed=False))
-                   for event_id, snap in snapshots.items()]
-        self.metrics.labels.labels("horizon").inc(len(updates))
-        await self.store.mark_assumed_legitimate(event_ids, snapshots)
-        await self.store.apply_merchant_updates(updates)
-        self.stats.expired_learned += len(updates)
-        return len(updates)
+        # ZREM claims each id: with several workers expiring, only one sends a given event.
+        snapshots = {e: s for e, s in (await self.store.claim_expired(event_ids)).items() if s is not None}
+        emits = await self._learn([(e, s, False) for e, s in snapshots.items()], observed=False)
+        self.metrics.labels.labels("horizon").inc(len(emits))
+        await self.store.mark_assumed_legitimate(list(snapshots), snapshots)
+        self.stats.expired_learned += len(emits)
+        return emits
 
     # -- helpers -------------------------------------------------------------------------------
     def _dead_letter(self, msg: RawMessage, stage: str, exc: Exception) -> Emit:

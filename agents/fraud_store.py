@@ -170,6 +170,16 @@ class FraudStore:
             replies = await pipe.execute()
         return {e: json.loads(r) if r else None for e, r in zip(event_ids, replies)}
 
+    async def claim_expired(self, event_ids: Sequence[str]) -> dict[str, dict | None]:
+        """Snapshots of the expired ids this caller removed from the pending set (others got the rest)."""
+        if not event_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in event_ids:
+                pipe.zrem(self.keys.pending_labels(), event_id)
+            removed = await pipe.execute()
+        return await self.read_snapshots([e for e, r in zip(event_ids, removed) if r])
+
     async def mark_assumed_legitimate(self, event_ids: Sequence[str], snapshots: Mapping[str, dict]) -> None:
         """Flag snapshots as learned-as-legitimate (kept for a late chargeback) and stop waiting for them.
 

@@ -1,27 +1,33 @@
-"""Model checkpoints in the worker: restore the newest valid one on start, save when models learned.
+"""Publishing and following fraud-model checkpoints (the registry is agents.checkpoint_store).
 
-Each checkpoint is stamped with the input offsets the worker had read when it was taken, so an
-operator can tell which events a model reflects.
+- On start, every worker restores the newest verified checkpoint (a fresh model when there is none).
+- The learner (agents.learner) publishes its model every ``checkpoint_interval_s`` when it has
+  learned, stamped with the offsets it has read, and on a clean stop.
+- Every worker follows the ``latest`` pointer (1 s): a version it did not publish itself -- the
+  learner's, or one an operator promoted or rolled back to -- is verified and loaded, and learning
+  (if this worker learns) goes on from there.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import faust
 from faust.exceptions import ConsumerNotStarted
 
-from agents.checkpoint_store import FileCheckpoints
-from agents.runtime import Runtime
+from typing import TYPE_CHECKING
+
+from agents.checkpoint_store import RedisCheckpoints
+from online_models.checkpoints import CheckpointRejected
 from streams.app import Topology
 
+if TYPE_CHECKING:  # the runtime owns the lifecycle; importing it here would be circular
+    from agents.runtime import Runtime
+
 log = logging.getLogger(__name__)
-
-
-def checkpoint_store(settings) -> FileCheckpoints:
-    return FileCheckpoints(Path(settings.data_dir) / "checkpoints", settings.signing_key.get_secret_value().encode())
+ROLE = "fraud"
+FOLLOW_INTERVAL_S = 1.0
 
 
 def read_offsets(app: faust.App) -> dict[str, int]:
@@ -33,36 +39,56 @@ def read_offsets(app: faust.App) -> dict[str, int]:
         return {}
 
 
-def engines(runtime: Runtime) -> dict:
-    return {"fraud": runtime.engine, "reco": runtime.reco_engine}
+class ModelLifecycle:
+    def __init__(self, runtime: "Runtime", store: RedisCheckpoints, app: faust.App) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.app = app
+        self.serving_version: int | None = None  # the checkpoint version loaded or published last
+        self.mine: set[int] = set()  # versions this worker published
+        self.published_model = runtime.engine.model_version
 
-
-def restore(runtime: Runtime, store: FileCheckpoints) -> None:
-    for role, engine in engines(runtime).items():
-        found = store.restore(role)
+    async def restore(self) -> None:
+        found = await self.store.restore(ROLE)
         if found is None:
-            log.info("no valid %s checkpoint: starting from a fresh model", role)
-            continue
-        engine.load(found[0])
+            log.info("no valid %s checkpoint: starting from a fresh model", ROLE)
+            return
+        self.runtime.engine.load(found[0])
+        self.serving_version = found[1]["version"]
+        self.published_model = self.runtime.engine.model_version
+
+    async def publish_if_learned(self) -> None:
+        engine = self.runtime.engine
+        if engine.model_version == self.published_model:
+            return
+        header = {"model_version": engine.model_version, "offsets": read_offsets(self.app), "created_at": time.time()}
+        version = await self.store.save(ROLE, engine.models(), header)
+        self.mine.add(version)
+        self.serving_version, self.published_model = version, engine.model_version
+        log.info("published %s checkpoint v%d (model %s)", ROLE, version, engine.model_version)
+
+    async def follow(self) -> None:
+        latest = await self.store.latest(ROLE)
+        if latest is None or latest == self.serving_version or latest in self.mine:
+            return
+        try:
+            models, header = await self.store.load(ROLE, latest)
+        except CheckpointRejected as exc:
+            log.error("refused checkpoint %s v%d: %s; serving v%s", ROLE, latest, exc, self.serving_version)
+            self.serving_version = latest  # do not retry the same bad version every second
+            return
+        self.runtime.engine.load(models)
+        self.serving_version, self.published_model = latest, self.runtime.engine.model_version
+        log.info("serving %s checkpoint v%d (model %s)", ROLE, latest, header.get("model_version"))
 
 
-def register_checkpoints(topology: Topology, runtime: Runtime) -> None:
+def register_lifecycle(topology: Topology, runtime: "Runtime") -> None:
     app, settings = topology.app, runtime.settings
-    store = checkpoint_store(settings)
-    restore(runtime, store)  # before the first event is scored: build time, not start time
-    saved = {role: engine.model_version for role, engine in engines(runtime).items()}
-
-    def save_changed() -> None:
-        for role, engine in engines(runtime).items():
-            if engine.model_version == saved[role]:
-                continue
-            version = store.save(role, engine.models(), {"model_version": engine.model_version,
-                                                          "offsets": read_offsets(app), "created_at": time.time()})
-            saved[role] = engine.model_version
-            log.info("checkpoint %s v%d (model %s)", role, version, engine.model_version)
 
     @app.timer(interval=settings.checkpoint_interval_s)
-    async def checkpoint_models() -> None:
-        save_changed()
+    async def publish_model() -> None:
+        await runtime.lifecycle.publish_if_learned()
 
-    runtime.add_stop_hook(save_changed)
+    @app.timer(interval=FOLLOW_INTERVAL_S)
+    async def follow_model() -> None:
+        await runtime.lifecycle.follow()

@@ -64,6 +64,22 @@ class RedisKeys:
         """Sorted set event_id -> event ts of decisions still waiting for a label."""
         return f"{self.prefix}:pending"
 
+    # -- model checkpoints --------------------------------------------------------------------
+    def checkpoint(self, role: str, version: int) -> str:
+        """One signed checkpoint blob."""
+        return f"{self.prefix}:ckpt:{role}:{version}"
+
+    def checkpoint_index(self, role: str) -> str:
+        """Sorted set of the versions kept."""
+        return f"{self.prefix}:ckpt:{role}:index"
+
+    def checkpoint_seq(self, role: str) -> str:
+        return f"{self.prefix}:ckpt:{role}:seq"
+
+    def checkpoint_latest(self, role: str) -> str:
+        """The version every worker serves."""
+        return f"{self.prefix}:ckpt:{role}:latest"
+
     # -- recommendations ----------------------------------------------------------------------
     def seen_items(self, user_id: str) -> str:
         """Set of items the user interacted with (excluded from their recommendations)."""

@@ -5,11 +5,16 @@ Created in ``on_start`` (never at import), closed in ``on_stop``.
 
 from __future__ import annotations
 
+import logging
+
 import faust
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from agents.checkpoint_store import RedisCheckpoints
 from agents.fraud_processor import FraudProcessor
+from agents.learner import Learner
+from agents.lifecycle import ModelLifecycle
 from agents.fraud_store import FraudStore
 from agents.metrics import Metrics
 from agents.reco_processor import RecoProcessor
@@ -19,23 +24,23 @@ from online_models.engine import FraudEngine
 from online_models.reco_engine import RecoEngine
 from schemas.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 class Runtime(faust.Service):
-    def __init__(self, settings: Settings, fraud_engine: FraudEngine, reco_engine: RecoEngine,
+    def __init__(self, settings: Settings, app: faust.App, fraud_engine: FraudEngine, reco_engine: RecoEngine,
                  **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.settings = settings
-        self.engine = fraud_engine
+        self.app = app
+        self.engine = fraud_engine  # learns when this worker is the learner, else follows its checkpoints
         self.reco_engine = reco_engine
+        self.learner: Learner | None = None
+        self.lifecycle: ModelLifecycle | None = None
         self.metrics = Metrics()
         self.redis: Redis | None = None
         self.processor: FraudProcessor | None = None
         self.reco: RecoProcessor | None = None
-        self._stop_hooks: list = []
-
-    def add_stop_hook(self, hook) -> None:
-        """Run ``hook()`` when the worker stops cleanly (a final checkpoint, for example)."""
-        self._stop_hooks.append(hook)
 
     async def on_start(self) -> None:
         self.redis = Redis.from_url(self.settings.redis_url.get_secret_value(), socket_timeout=2.0,
@@ -45,10 +50,17 @@ class Runtime(faust.Service):
                                         metrics=self.metrics)
         self.reco = RecoProcessor(self.settings, self.reco_engine, RecoStore(self.redis, keys, self.settings),
                                   metrics=self.metrics)
+        self.learner = Learner(self.settings, self.engine, self.metrics)
+        store = RedisCheckpoints(self.redis, keys, self.settings.signing_key.get_secret_value().encode())
+        self.lifecycle = ModelLifecycle(self, store, self.app)
+        await self.lifecycle.restore()
 
     async def on_stop(self) -> None:
-        for hook in self._stop_hooks:
-            hook()
+        if self.lifecycle is not None:
+            try:
+                await self.lifecycle.publish_if_learned()  # a clean stop loses nothing learned
+            except (RedisError, OSError) as exc:
+                log.warning("could not publish the last checkpoint: %s", exc)
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -8,7 +8,7 @@ import faust
 
 from agents.fraud_agents import register_fraud_agents
 from agents.reco_agents import register_reco_agents
-from agents.lifecycle import register_checkpoints
+from agents.lifecycle import register_lifecycle
 from agents.logs import logging_config
 from agents.runtime import Runtime
 from agents.web import register_web
@@ -20,12 +20,12 @@ from streams.app import Topology, make_app
 
 def build_worker(settings: Settings, **app_overrides: object) -> tuple[Topology, Runtime]:
     topology = make_app(settings, **app_overrides)
-    runtime = Runtime(settings, FraudEngine(settings), RecoEngine(settings))
+    runtime = Runtime(settings, topology.app, FraudEngine(settings), RecoEngine(settings))
     topology.app.service(runtime)
     register_fraud_agents(topology, settings, runtime)
     register_reco_agents(topology, settings, runtime)
     register_web(topology, runtime)
-    register_checkpoints(topology, runtime)
+    register_lifecycle(topology, runtime)
     return topology, runtime
 
 

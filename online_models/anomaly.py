@@ -64,8 +64,10 @@ class AnomalyScorer(base.AnomalyDetector):
         self.trees = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
         self.median = stats.Quantile(0.5)
         self.top = stats.Quantile(0.99)
+        self.n_seen = 0
 
     def learn_one(self, x: dict) -> None:
+        self.n_seen += 1
         b = behaviour(x)
         self.scaler.learn_one(b)
         scaled = self.scaler.transform_one(b)

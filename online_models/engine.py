@@ -75,8 +75,8 @@ class FraudEngine:
 
     @property
     def model_version(self) -> str:
-        """Generation plus labels learned: each decision says which model state produced it."""
-        return f"{MODEL_GENERATION}.{self.classifier.n_learned}"
+        """Generation, labels learned, events seen: each decision says which model state produced it."""
+        return f"{MODEL_GENERATION}.{self.classifier.n_learned}.{self.anomaly.n_seen}"
 
     def score(self, tx: Transaction, user_state: UserState | None, merchant: Mapping[str, float], *,
               decided_at: float, degraded: bool = False) -> Scored:
@@ -100,6 +100,13 @@ class FraudEngine:
         snapshot = {"x": x, "m": tx.merchant_id, "ts": tx.ts, "p": decision.score}
         return Scored(decision, result.user_state, result.merchant_update, snapshot, result.late)
 
+    def label_effect(self, snapshot: Mapping, is_fraud: bool) -> MerchantUpdate:
+        """What a label changes in the merchant's label counters (whoever learns the model)."""
+        assumed = bool(snapshot.get("a"))
+        if assumed and not is_fraud:
+            return MerchantUpdate({})
+        return merchant_label_update(bool(is_fraud), correction=assumed)
+
     def learn_label(self, snapshot: Mapping, is_fraud: bool, *, event_id: str, observed: bool = True) -> MerchantUpdate:
         """Learn from the features as they were at decision time; returns the merchant's label counters.
 
@@ -109,13 +116,16 @@ class FraudEngine:
         ``observed=False`` (a label assumed at the horizon) teaches the model but not the drift
         detectors of error and label rate, which watch real labels only.
         """
+        effect = self.label_effect(snapshot, is_fraud)
+        assumed = bool(snapshot.get("a"))
+        if assumed and not is_fraud:
+            return effect
         if observed:
             self._signals.extend(self.drift.observe_label(bool(is_fraud), snapshot.get("p", 0.5), snapshot["ts"],
                                                           self.model_version))
-        assumed = bool(snapshot.get("a"))
-        if assumed and not is_fraud:
-            return MerchantUpdate({})
-        if not assumed:
-            self.anomaly.learn_one(snapshot["x"])  # what normal looks like: every event, once, when labelled
         self.classifier.learn_one(snapshot["x"], bool(is_fraud), event_id=event_id)
-        return merchant_label_update(bool(is_fraud), correction=assumed)
+        return effect
+
+    def learn_unlabelled(self, x: Mapping[str, float]) -> None:
+        """What normal looks like: the anomaly model learns every decided event once, label or not."""
+        self.anomaly.learn_one(x)

@@ -44,6 +44,7 @@ class FraudReplay:
                                                                scored.merchant_update)
         self.snapshots[tx.event_id] = scored.snapshot
         self.decisions[tx.event_id] = scored.decision
+        self.engine.learn_unlabelled(scored.snapshot["x"])
         heapq.heappush(self.pending, (tx.ts, tx.event_id))
         self.late += scored.late
         self.watermark = max(self.watermark, tx.ts)

@@ -37,7 +37,7 @@ CONTRACTS = (
         event_id="tx-20261124-000042", score=0.912, decision="decline",
         reasons=(Reason("card_testing", "rule", 0.6), Reason("anomaly", "anomaly", 0.97),
                  Reason("user_count_1m", "feature", 1.84)),
-        model="lr+hst+rules", model_version="1.5120", degraded=False, late=False, latency_ms=3.2,
+        model="lr+hst+rules", model_version="1.5120.88016", degraded=False, late=False, latency_ms=3.2,
         decided_at=1795514400.41).to_dict()),
     Contract("interactions", "user_id", "interaction.schema.json", Interaction(
         event_id="int-000917", ts=1795514460.0, user_id="u-1842", item_id="item-0311", kind="rating",
@@ -51,7 +51,7 @@ CONTRACTS = (
         generated_at=1795514470.2).to_dict()),
     Contract("drift-signals", "target/name", "drift_signal.schema.json", DriftSignal(
         signal_id="drift-score-3", target="score", name="lr+hst+rules", detector="ADWIN(delta=0.002)",
-        statistic=0.081, threshold=0.002, severity="warning", action="alerted", model_version="1.20931",
+        statistic=0.081, threshold=0.002, severity="warning", action="alerted", model_version="1.20931.310562",
         detected_at=1795514400.0, observations=18211).to_dict()),
     Contract("dead-letters", "the original message key", "dead_letter.schema.json", DeadLetter.from_raw(
         b'{"event_id": "tx-1", "amount": NaN}', key=b"u-1842", source_topic="transactions", partition=2,

@@ -120,6 +120,11 @@ class Settings:
     data_dir: str = ".streamsense-data"
     seed: int = 42
 
+    @property
+    def learn_topic(self) -> str:
+        """Internal, one partition: labelled snapshots on their way to the one worker that learns."""
+        return f"{self.app_id}-learn"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Build settings from ``STREAMSENSE_*`` variables, on top of ``STREAMSENSE_CONFIG`` (a TOML file)."""

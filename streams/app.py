@@ -34,6 +34,7 @@ class Topology:
     interactions: faust.TopicT
     reco_requests: faust.TopicT
     recommendations: faust.TopicT
+    learn: faust.TopicT  # internal, one partition: its owner is the one fraud learner
 
 
 def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
@@ -90,4 +91,6 @@ def make_app(settings: Settings, **overrides: object) -> Topology:
         interactions=raw_topic(t.interactions),
         reco_requests=raw_topic(t.reco_requests),
         recommendations=raw_topic(t.recommendations),
+        learn=app.topic(settings.learn_topic, key_serializer="raw", value_serializer="raw", partitions=1,
+                        internal=True),
     )

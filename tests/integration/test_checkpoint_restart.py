@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from agents.checkpoint_store import FileCheckpoints
+from redis.asyncio import Redis
+
+from agents.checkpoint_store import RedisCheckpoints
+from agents.redis_keys import RedisKeys
 from agents.embedded import ManagedProcess, create_topics
 from schemas.settings import Settings, Topics
 
@@ -71,21 +74,25 @@ async def scenario(settings: Settings, tmp_path: Path) -> tuple[list[float], lis
                   for i in range(200)]
         await send_and_score(settings, traffic, {f"t{i}" for i in range(200)}, consumer)
         await send_and_score(settings, labels, set(), consumer, timeout=0)
-        store = FileCheckpoints(Path(settings.data_dir) / "checkpoints", settings.signing_key.get_secret_value().encode())
+        redis = Redis.from_url(settings.redis_url.get_secret_value())
+        store = RedisCheckpoints(redis, RedisKeys.from_settings(settings), settings.signing_key.get_secret_value().encode())
         deadline, last, stable_since = time.monotonic() + 60, None, time.monotonic()
         while time.monotonic() < deadline:  # wait for the checkpoint after the last label was learned
-            headers = store.headers("fraud")
+            headers = await store.headers("fraud")
             newest = headers[-1]["model_version"] if headers else None
             if newest != last:
                 last, stable_since = newest, time.monotonic()
             elif newest and time.monotonic() - stable_since > 4:
                 break
             await asyncio.sleep(0.5)
+        await asyncio.sleep(2)  # the worker follows the registry every second
         before = await send_and_score(settings, probes(t.transactions, "p1", now), {f"p1-{i}" for i in range(12)}, consumer)
         worker.kill()  # kill -9: no chance to save anything more
         worker = start_worker(settings, tmp_path, "worker-b")
         after = await send_and_score(settings, probes(t.transactions, "p2", now), {f"p2-{i}" for i in range(12)}, consumer)
-        return [before[f"p1-{i}"] for i in range(12)], [after[f"p2-{i}"] for i in range(12)], store.headers("fraud")[-1]
+        header = (await store.headers("fraud"))[-1]
+        await redis.aclose()
+        return [before[f"p1-{i}"] for i in range(12)], [after[f"p2-{i}"] for i in range(12)], header
     finally:
         worker.stop()
         await consumer.stop()
@@ -98,4 +105,4 @@ def test_a_killed_worker_restores_its_checkpoint_and_scores_the_same(settings: S
     learned = int(header["model_version"].split(".")[1])
     assert learned > 100 and header["offsets"]  # 20 chargebacks and the kept half of 180 confirmations
     restored = (tmp_path / "worker-b.log").read_text()
-    assert "restored checkpoint" in restored and f"model {header['model_version']}" in restored
+    assert "restored checkpoint fraud" in restored and f"model {header['model_version']}" in restored

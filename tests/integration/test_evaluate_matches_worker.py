@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from agents.fraud_processor import FraudProcessor
 from agents.fraud_store import FraudStore
+from agents.learner import Learner
 from agents.messages import RawMessage
 from agents.redis_keys import RedisKeys
 from agents.traffic import TrafficSimulator
@@ -31,15 +32,20 @@ async def test_worker_and_evaluate_score_the_same_stream_identically(redis_url: 
            if ev.kind == "transaction"]
 
     redis = Redis.from_url(redis_url)
-    worker = FraudProcessor(settings, FraudEngine(settings), FraudStore(redis, RedisKeys.from_settings(settings),
-                                                                        settings), clock=lambda: START)
+    engine = FraudEngine(settings)  # one worker: its learner trains what it serves (published at once here)
+    worker = FraudProcessor(settings, engine, FraudStore(redis, RedisKeys.from_settings(settings), settings),
+                            clock=lambda: START)
+    learner = Learner(settings, engine, worker.metrics)
     worker_scores = []
     for offset, ev in enumerate(sim):
-        (emit,) = await worker.on_transactions([RawMessage("transactions", 0, offset, None,
-                                                           json.dumps(ev.payload).encode())])
-        worker_scores.append(json.loads(emit.value)["score"])
+        emits = await worker.on_transactions([RawMessage("transactions", 0, offset, None,
+                                                         json.dumps(ev.payload).encode())])
+        worker_scores.append(next(json.loads(e.value)["score"] for e in emits if e.topic == "fraud-decisions"))
+        await learner.on_examples([RawMessage(settings.learn_topic, 0, offset, e.key, e.value)
+                                   for e in emits if e.topic == settings.learn_topic])
         label = {"event_id": ev.payload["event_id"], "is_fraud": bool(ev.is_fraud), "ts": ev.ts}
-        assert await worker.on_labels([RawMessage("fraud-labels", 0, offset, None, json.dumps(label).encode())]) == []
+        (example,) = await worker.on_labels([RawMessage("fraud-labels", 0, offset, None, json.dumps(label).encode())])
+        await learner.on_examples([RawMessage(settings.learn_topic, 0, offset, example.key, example.value)])
     await redis.aclose()
 
     evaluated = []

@@ -44,15 +44,26 @@ async def processor(redis_url: str):
     await redis.aclose()
 
 
+def outputs(emits) -> list:
+    """What users see: everything but the examples on the internal learn topic."""
+    return [e for e in emits if not e.topic.endswith("-learn")]
+
+
 def topics_of(emits) -> list[str]:
-    return [e.topic for e in emits]
+    return [e.topic for e in outputs(emits)]
+
+
+def learn_examples(emits, settings: Settings) -> list[tuple[str, bool, bool]]:
+    """(event_id, is_fraud, observed) of the examples handed to the learner."""
+    docs = [json.loads(e.value) for e in emits if e.topic == settings.learn_topic]
+    return [(d["e"], d["y"], d["o"]) for d in docs]
 
 
 async def test_redelivery_reemits_the_same_decision_without_counting_twice(processor) -> None:
     first = await processor.on_transactions([msg(tx_bytes(i), i) for i in range(5)])
     again = await processor.on_transactions([msg(tx_bytes(i), i) for i in range(5)])
     assert topics_of(first) == topics_of(again) == ["fraud-decisions"] * 5
-    assert [e.value for e in first] == [e.value for e in again]  # byte-identical: one effective decision
+    assert [e.value for e in outputs(first)] == [e.value for e in outputs(again)]  # byte-identical: one effective decision
     assert processor.stats.redelivered == 5
     nxt = await processor.on_transactions([msg(tx_bytes(5), 5)])
     features_seen = await processor.store.read_snapshots(["e5"])
@@ -63,7 +74,7 @@ async def test_redelivery_reemits_the_same_decision_without_counting_twice(proce
 async def test_duplicate_event_id_from_another_offset_is_a_dead_letter(processor) -> None:
     emits = await processor.on_transactions([msg(tx_bytes(1), 10), msg(tx_bytes(1), 11)])
     assert topics_of(emits) == ["fraud-decisions", "dead-letters"]
-    letter = json.loads(emits[1].value)
+    letter = json.loads(outputs(emits)[1].value)
     assert letter["stage"] == "dedupe" and letter["offset"] == 11 and "e1" in letter["error"]
     later = await processor.on_transactions([msg(tx_bytes(1), 12)])
     assert topics_of(later) == ["dead-letters"]
@@ -79,26 +90,33 @@ async def test_a_label_is_learned_once_from_the_snapshot(processor) -> None:
     label = json.dumps({"event_id": "e1", "is_fraud": True, "ts": NOW}).encode()
     first = await processor.on_labels([msg(label, 1, "fraud-labels")])
     second = await processor.on_labels([msg(label, 2, "fraud-labels")])
-    assert first == [] and processor.stats.labels_learned == 1
+    assert learn_examples(first, processor.settings) == [("e1", True, True)] and len(first) == 1
+    assert processor.stats.labels_learned == 1
     assert topics_of(second) == ["dead-letters"] and json.loads(second[0].value)["stage"] == "label_join"
 
 
 async def test_unlabelled_decisions_count_as_legitimate_after_the_horizon(processor) -> None:
     await processor.on_transactions([msg(tx_bytes(i, ts=NOW - 5000 + i), i) for i in range(3)])
     await processor.on_transactions([msg(tx_bytes(9, ts=NOW - 4000), 9)])  # watermark moves 1000 s on
-    assert await processor.expire_unlabelled() == 3
-    assert await processor.expire_unlabelled() == 0
+    expired = await processor.expire_unlabelled()
+    assert sorted(learn_examples(expired, processor.settings)) == [(f"e{i}", False, False) for i in range(3)]
+    assert await processor.expire_unlabelled() == []
 
 
 async def test_a_chargeback_after_the_horizon_is_learned_as_a_correction(processor) -> None:
     await processor.on_transactions([msg(tx_bytes(i, ts=NOW - 5000 + i), i) for i in range(3)])
     await processor.on_transactions([msg(tx_bytes(9, ts=NOW - 4000), 9)])
-    assert await processor.expire_unlabelled() == 3
-    positives = processor.engine.classifier.n_positives
+    assert len(await processor.expire_unlabelled()) == 3
     late = json.dumps({"event_id": "e1", "is_fraud": True, "ts": NOW}).encode()
     confirm = json.dumps({"event_id": "e2", "is_fraud": False, "ts": NOW}).encode()
     emits = await processor.on_labels([msg(late, 1, "fraud-labels"), msg(confirm, 2, "fraud-labels")])
-    assert emits == [] and processor.engine.classifier.n_positives == positives + 1
+    assert learn_examples(emits, processor.settings) == [("e1", True, True), ("e2", False, True)]
+    # The learner learns the chargeback as a correction; the confirmation teaches nothing new.
+    engine = FraudEngine(processor.settings)
+    docs = [json.loads(e.value) for e in emits]
+    engine.learn_label(docs[0]["s"], True, event_id="e1")
+    engine.learn_label(docs[1]["s"], False, event_id="e2")
+    assert (engine.classifier.n_positives, engine.classifier.n_negatives) == (1, 0)
     again = await processor.on_labels([msg(late, 3, "fraud-labels")])
     assert topics_of(again) == ["dead-letters"]  # each event is learned from at most once more
 
@@ -118,9 +136,10 @@ async def test_a_label_before_its_transaction_is_parked_and_learned_at_decision_
     label = json.dumps({"event_id": "e7", "is_fraud": True, "ts": NOW}).encode()
     assert await processor.on_labels([msg(label, 1, "fraud-labels")]) == []
     assert processor.stats.labels_parked == 1 and processor.stats.labels_learned == 0
-    positives = processor.engine.classifier.n_positives
-    assert topics_of(await processor.on_transactions([msg(tx_bytes(7), 7)])) == ["fraud-decisions"]
-    assert processor.engine.classifier.n_positives == positives + 1 and processor.stats.labels_learned == 1
+    emits = await processor.on_transactions([msg(tx_bytes(7), 7)])
+    assert topics_of(emits) == ["fraud-decisions"]
+    assert learn_examples(emits, processor.settings) == [("e7", None, True), ("e7", True, True)]
+    assert processor.stats.labels_learned == 1
     assert await processor.store.read_snapshots(["e7"]) == {"e7": None}  # nothing left waiting
     again = await processor.on_labels([msg(label, 2, "fraud-labels")])
     assert topics_of(again) == ["dead-letters"]

@@ -69,7 +69,7 @@ def test_decisions_carry_flags_reasons_and_model_version() -> None:
     engine = FraudEngine(Settings())
     scored = engine.score(tx("e1", START), None, {}, decided_at=START, degraded=True)
     d = scored.decision
-    assert d.degraded and d.model == "lr+hst+rules" and d.model_version == "1.0"
+    assert d.degraded and d.model == "lr+hst+rules" and d.model_version == "1.0.0"
     assert "degraded_state" in [r.name for r in d.reasons]
     assert d.decision in ("approve", "review", "decline") and 0.0 <= d.score <= 1.0
 

@@ -1,0 +1,84 @@
+"""The checkpoint registry (real Redis): newest valid restored; tampered, truncated, foreign refused."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from agents.checkpoint_store import RedisCheckpoints
+from agents.redis_keys import RedisKeys
+from online_models.engine import FraudEngine
+from schemas.records import Transaction
+from schemas.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def trained_engine(n: int) -> FraudEngine:
+    engine = FraudEngine(Settings())
+    for i in range(n):
+        tx = Transaction(f"e{i}", 1_700_000_000.0 + i, f"u{i % 7}", "m", 10.0 + i % 50, "EUR", "FR", "web", "d")
+        scored = engine.score(tx, None, {}, decided_at=0.0)
+        engine.learn_label(scored.snapshot, i % 9 == 0, event_id=tx.event_id)
+    return engine
+
+
+def probe_scores(engine: FraudEngine) -> list[float]:
+    txs = [Transaction(f"p{i}", 1_700_100_000.0, "probe", "pm", 5.0 * i, "EUR", "DE", "app", None) for i in range(10)]
+    return [engine.score(tx, None, {}, decided_at=0.0).decision.score for tx in txs]
+
+
+@pytest.fixture
+async def registry(redis_url: str):
+    redis = Redis.from_url(redis_url)
+    keys = RedisKeys(f"ss:ck:{uuid.uuid4().hex[:6]}", b"p")
+    yield redis, keys
+    await redis.aclose()
+
+
+async def test_the_newest_valid_checkpoint_restores_the_same_scores(registry) -> None:
+    store = RedisCheckpoints(*registry, key=b"key")
+    engine = trained_engine(300)
+    assert await store.save("fraud", engine.models(), {"model_version": engine.model_version,
+                                                       "offsets": {"t/0": 9}}) == 1
+    fresh = FraudEngine(Settings())
+    models, header = await store.restore("fraud")
+    fresh.load(models)
+    assert probe_scores(fresh) == probe_scores(engine)
+    assert header["version"] == 1 and header["offsets"] == {"t/0": 9} and fresh.model_version == engine.model_version
+
+
+async def test_tampered_truncated_and_foreign_checkpoints_are_refused_with_a_log_line(registry, caplog) -> None:
+    redis, keys = registry
+    store = RedisCheckpoints(redis, keys, key=b"key")
+    await store.save("fraud", trained_engine(100).models(), {})
+    for _ in range(2):
+        await store.save("fraud", trained_engine(50).models(), {})
+    blob = await redis.get(keys.checkpoint("fraud", 3))
+    await redis.set(keys.checkpoint("fraud", 3), blob.replace(b"classifier", b"classifiex", 1))  # tampered
+    await redis.set(keys.checkpoint("fraud", 2), blob[:-100])  # truncated
+    await RedisCheckpoints(redis, keys, key=b"other-key").save("fraud", {"x": 1}, {})  # v4, foreign key
+    with caplog.at_level(logging.ERROR):
+        models, header = await store.restore("fraud")
+    assert header["version"] == 1
+    refused = [r.getMessage() for r in caplog.records if "refused checkpoint" in r.getMessage()]
+    assert len(refused) == 3 and all("signature does not verify" in m for m in refused)
+
+
+async def test_no_valid_checkpoint_means_the_fallback_model(registry) -> None:
+    store = RedisCheckpoints(*registry, key=b"key")
+    assert await store.restore("fraud") is None
+    await store.save("fraud", {"x": 1}, {})
+    assert await RedisCheckpoints(*registry, key=b"wrong").restore("fraud") is None
+
+
+async def test_rolling_back_moves_the_pointer_to_a_verified_version_and_old_ones_are_pruned(registry) -> None:
+    store = RedisCheckpoints(*registry, key=b"key", keep=3)
+    for i in range(5):
+        await store.save("fraud", {"i": i}, {})
+    assert await store.versions("fraud") == [3, 4, 5] and await store.latest("fraud") == 5
+    await store.point_to("fraud", 4)
+    assert (await store.restore("fraud"))[0] == {"i": 3}
