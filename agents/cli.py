@@ -1,4 +1,4 @@
-"""The `streamsense` command: dev, worker, simulate, produce, tail, evaluate, bench."""
+"""The `streamsense` command: dev, worker, simulate, produce, tail, evaluate, models, bench."""
 
 from __future__ import annotations
 
@@ -62,6 +62,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from agents import models_command
+
+    if args.action == "list":
+        asyncio.run(models_command.list_models(_settings()))
+    elif args.action == "promote":
+        if args.version is None:
+            sys.exit("streamsense models promote: give the VERSION to serve (see: streamsense models list)")
+        asyncio.run(models_command.move(_settings(), to=args.version))
+    else:
+        asyncio.run(models_command.move(_settings(), rollback=True))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from agents.bench import bench_ranking, print_ranking
 
@@ -118,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--k", type=int, default=10, help="list length for hit-rate@K and NDCG@K")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
     ev.set_defaults(func=cmd_evaluate)
+
+    models = sub.add_parser("models", help="list the fraud model's checkpoints, promote one, or roll back")
+    models.add_argument("action", choices=["list", "promote", "rollback"])
+    models.add_argument("version", type=int, nargs="?", help="checkpoint version to promote")
+    models.set_defaults(func=cmd_models)
 
     bench = sub.add_parser("bench", help="measure hot paths side by side (see BENCHMARKS.md)")
     bench.add_argument("what", choices=["ranking"])

@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 
 from schemas.errors import NotFinite
-from schemas.records import (DeadLetter, DriftSignal, FraudDecision, FraudLabel, Interaction, Reason, RecoItem, RecoRequest,
+from schemas.records import (DeadLetter, DriftSignal, FraudDecision, ModelEvent, FraudLabel, Interaction, Reason, RecoItem, RecoRequest,
                              Recommendation, Transaction)
 
 HERE = Path(__file__).parent
@@ -53,6 +53,9 @@ CONTRACTS = (
         signal_id="drift-score-3", target="score", name="lr+hst+rules", detector="ADWIN(delta=0.002)",
         statistic=0.081, threshold=0.002, severity="warning", action="alerted", model_version="1.20931.310562",
         detected_at=1795514400.0, observations=18211).to_dict()),
+    Contract("model-events", "role", "model_event.schema.json", ModelEvent(
+        event="rolled_back", role="fraud", version=41, model_version="1.5120.88016", previous_version=42,
+        by="operator@ops-host", at=1795514500.0).to_dict()),
     Contract("dead-letters", "the original message key", "dead_letter.schema.json", DeadLetter.from_raw(
         b'{"event_id": "tx-1", "amount": NaN}', key=b"u-1842", source_topic="transactions", partition=2,
         offset=1187, stage="validate", error=NotFinite("not_finite", None, "NaN is not a valid number in a message"),

@@ -184,6 +184,17 @@ class DriftSignal(_Plain):
     observations: int
 
 
+@dataclass(frozen=True, slots=True)
+class ModelEvent(_Plain):
+    event: str  # promoted or rolled_back
+    role: str
+    version: int  # the checkpoint version now serving
+    model_version: str
+    previous_version: int | None
+    by: str
+    at: float
+
+
 def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 

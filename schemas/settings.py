@@ -65,6 +65,7 @@ class Topics:
     reco_requests: str = "reco-requests"
     recommendations: str = "recommendations"
     drift_signals: str = "drift-signals"
+    model_events: str = "model-events"
 
 
 @dataclass(frozen=True)

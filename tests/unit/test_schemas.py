@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from online_models.engine import FraudEngine
 from schemas import errors
 from schemas.contracts import CONTRACTS, load_schema, readme_section
-from schemas.records import (CHANNELS, DeadLetter, DriftSignal, FraudDecision, FraudLabel, Interaction, RecoRequest,
+from schemas.records import (CHANNELS, DeadLetter, DriftSignal, ModelEvent, FraudDecision, FraudLabel, Interaction, RecoRequest,
                              Recommendation, Transaction)
 from schemas.settings import Settings
 from schemas.validation import decode_interaction, decode_label, decode_reco_request, decode_transaction
@@ -23,7 +23,8 @@ LIMITS = dict(max_bytes=65536, now=NOW, max_future_s=3600.0, max_past_s=30 * 864
 README = Path(__file__).resolve().parents[2] / "README.md"
 RECORDS = {"transactions": Transaction, "fraud-labels": FraudLabel, "fraud-decisions": FraudDecision,
            "dead-letters": DeadLetter, "interactions": Interaction, "reco-requests": RecoRequest,
-           "recommendations": Recommendation, "drift-signals": DriftSignal}
+           "recommendations": Recommendation, "drift-signals": DriftSignal,
+           "model-events": ModelEvent}
 
 
 def valid_tx(**changes) -> dict:
