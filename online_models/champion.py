@@ -58,7 +58,13 @@ class ChampionChallenger:
         p = self.champion.proba(x)
         return {False: 1.0 - p, True: p}
 
-    def learn_one(self, x: dict, y: bool, index: int = 0, ts: float = 0.0) -> None:
+    def learn_one(self, x: dict, y: bool, index: int | str = 0, ts: float = 0.0, measure: bool = True) -> list:
+        """Score ``x`` with both, then learn it; returns the drift signals it raised. ``measure=False``
+        (a label assumed, not observed) teaches both models but neither the comparison nor the monitor."""
+        if not measure:
+            for contender in filter(None, (self.champion, self.challenger)):
+                self._learn(contender.model, x, y, index)
+            return []
         for contender in filter(None, (self.champion, self.challenger)):
             contender.hits.append((contender.proba(x) >= 0.5) == y)
             if len(contender.hits) > self.window:
@@ -74,8 +80,9 @@ class ChampionChallenger:
             if len(self.challenger.hits) >= self.window and \
                     self.challenger.accuracy() >= self.champion.accuracy() + self.margin:
                 self.promote(index)
+        return signals
 
-    def promote(self, index: int = 0) -> None:
+    def promote(self, index: int | str = 0) -> None:
         if self.challenger is None:
             return
         self.events.append({"event": "promoted", "at": index, "model": self.challenger.name,
@@ -85,7 +92,7 @@ class ChampionChallenger:
         self.generation += 1
 
     @staticmethod
-    def _learn(model: object, x: dict, y: bool, index: int) -> None:
+    def _learn(model: object, x: dict, y: bool, index: int | str) -> None:
         try:
             model.learn_one(x, y, event_id=str(index))
         except TypeError:  # River models take no event id

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from online_models.anomaly import AnomalyScorer
+from online_models.champion import ChampionChallenger
 from online_models.drift import DriftMonitor
 from online_models.decisions import decide, reasons
 from online_models.fraud_model import FraudClassifier
@@ -23,7 +24,6 @@ from streams.fraud_features import (FeatureConfig, MerchantUpdate, UserState, me
                                     transaction_features)
 
 MODEL_NAME = "lr+hst+rules"
-MODEL_GENERATION = 1  # bump when the model's structure changes
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,20 @@ class FraudEngine:
                  *, warmup_positives: int = 100, classifier_weight: float = 0.8) -> None:
         self.settings = settings
         self.features = FeatureConfig.from_settings(settings)
-        self.classifier = classifier or FraudClassifier()
         self.anomaly = anomaly or AnomalyScorer(seed=settings.seed)
         self.warmup_positives = warmup_positives
         self.classifier_weight = classifier_weight
         self.drift = DriftMonitor(MODEL_NAME)
+        # A drift on error or label rate starts a fresh classifier in shadow; it replaces the
+        # champion when it is more accurate on the same labels (online_models.champion).
+        self.lifecycle = ChampionChallenger(classifier or FraudClassifier(), FraudClassifier, monitor=self.drift,
+                                            champion_name="lr-1", challenger_name="lr")
         self._signals: list[DriftSignal] = []
+
+    @property
+    def classifier(self) -> FraudClassifier:
+        """The champion: the classifier that decides."""
+        return self.lifecycle.champion.model
 
     def take_signals(self) -> list[DriftSignal]:
         """Drift signals raised since the last call."""
@@ -68,15 +76,17 @@ class FraudEngine:
 
     def models(self) -> dict:
         """What a checkpoint holds: the learned parts (the drift monitor is an observer, not a model)."""
-        return {"classifier": self.classifier, "anomaly": self.anomaly}
+        return {"lifecycle": self.lifecycle, "anomaly": self.anomaly}
 
     def load(self, models: dict) -> None:
-        self.classifier, self.anomaly = models["classifier"], models["anomaly"]
+        self.lifecycle, self.anomaly = models["lifecycle"], models["anomaly"]
+        self.lifecycle.monitor = self.drift  # the monitor stays this worker's (it is not a model)
 
     @property
     def model_version(self) -> str:
-        """Generation, labels learned, events seen: each decision says which model state produced it."""
-        return f"{MODEL_GENERATION}.{self.classifier.n_learned}.{self.anomaly.n_seen}"
+        """Champion generation, labels it learned, events the anomaly model saw: each decision names
+        the model state that made it."""
+        return f"{self.lifecycle.generation}.{self.classifier.n_learned}.{self.anomaly.n_seen}"
 
     def score(self, tx: Transaction, user_state: UserState | None, merchant: Mapping[str, float], *,
               decided_at: float, degraded: bool = False) -> Scored:
@@ -120,10 +130,8 @@ class FraudEngine:
         assumed = bool(snapshot.get("a"))
         if assumed and not is_fraud:
             return effect
-        if observed:
-            self._signals.extend(self.drift.observe_label(bool(is_fraud), snapshot.get("p", 0.5), snapshot["ts"],
-                                                          self.model_version))
-        self.classifier.learn_one(snapshot["x"], bool(is_fraud), event_id=event_id)
+        self._signals.extend(self.lifecycle.learn_one(snapshot["x"], bool(is_fraud), event_id, snapshot["ts"],
+                                                      measure=observed))
         return effect
 
     def learn_unlabelled(self, x: Mapping[str, float]) -> None:
