@@ -1,6 +1,7 @@
 """Drift detectors on what the fraud model sees, says and gets wrong, each a River ADWIN.
 
-- features: the mean of a few behaviour features (amount, velocity, novelty);
+- features: the mean of every input feature (pass-through ``f_*`` columns included), except the
+  hour of day, which cycles by construction and would "drift" twice a day;
 - score: the mean decision score;
 - error: the model's log loss on each label, as labels arrive (only increases signal: a model
   that gets better as it learns is not drift);
@@ -28,7 +29,8 @@ from river import drift
 
 from schemas.records import DriftSignal
 
-WATCHED_FEATURES = ("log_amount", "user_count_1h", "user_amount_ratio", "new_device", "first_time_merchant")
+UNWATCHED = frozenset({"hour_of_day", "hour_sin", "hour_cos"})
+MAX_WATCHED = 300
 
 
 @dataclass
@@ -61,19 +63,25 @@ class DriftMonitor:
     """Parameters: the model's name, the features to watch, ADWIN's ``delta``, the warm-up ``grace``, and
     the ``cooldown`` (observations) during which a detector that just fired stays silent."""
 
-    def __init__(self, model_name: str, features: tuple[str, ...] = WATCHED_FEATURES, delta: float = 0.002,
+    def __init__(self, model_name: str, features: tuple[str, ...] | None = None, delta: float = 0.002,
                  grace: int = 1000, cooldown: int = 5000) -> None:
         self.model_name = model_name
         self.grace = grace
         self.cooldown = cooldown
-        self.features = [Watch("feature", name, delta) for name in features]
+        self.delta = delta
+        self.watch_all = features is None  # None: every feature seen (ADWIN costs ~0.2 us an update)
+        self.features = {name: Watch("feature", name, delta) for name in features or ()}
         self.score = Watch("score", model_name, delta)
         self.error = Watch("error", model_name, delta, worse_only=True)
         self.label_rate = Watch("label_rate", model_name, delta)
         self.signals = 0
 
     def observe_decision(self, x: dict, score: float, ts: float, version: str) -> list[DriftSignal]:
-        fired = [(w, x[w.name]) for w in self.features if w.name in x and w.update(x[w.name], self.grace, self.cooldown)]
+        if self.watch_all and len(self.features) < MAX_WATCHED:
+            for name in x.keys() - self.features.keys() - UNWATCHED:
+                self.features[name] = Watch("feature", name, self.delta)
+        fired = [(w, x[w.name]) for w in self.features.values()
+                 if w.name in x and w.update(x[w.name], self.grace, self.cooldown)]
         if self.score.update(score, self.grace, self.cooldown):
             fired.append((self.score, score))
         return [self._signal(w, ts, version) for w, _ in fired]
