@@ -53,7 +53,8 @@ def bench_ranking(candidates: int = 1000, requests: int = 300, train: int = 20_0
     river = _timed(lambda: engine.recommender.mf.rank(next(users), set(items))[:10], max(20, requests // 10))
     result = {"candidates": len(items), "requests": requests,
               "streamsense_ms_p50": statistics.median(fast), "streamsense_ms_p99": sorted(fast)[int(.99 * len(fast))],
-              "answer_strategies": strategies, "answer_ms_p50": statistics.median(full), "answer_ms_p99": sorted(full)[int(.99 * len(full))],
+              "answer_strategies": strategies, "answer_ms_p50": statistics.median(full),
+              "answer_ms_p99": sorted(full)[int(.99 * len(full))],
               "river_rank_ms_p50": statistics.median(river)}
     result["speedup"] = result["river_rank_ms_p50"] / result["streamsense_ms_p50"]
     return result
@@ -61,7 +62,8 @@ def bench_ranking(candidates: int = 1000, requests: int = 300, train: int = 20_0
 
 def print_ranking(result: dict) -> None:
     print(f"ranking {result['candidates']} candidates, top 10, {result['requests']} requests")
-    print(f"  streamsense (vectorised)  p50 {result['streamsense_ms_p50']:.3f} ms  p99 {result['streamsense_ms_p99']:.3f} ms")
+    print(f"  streamsense (vectorised)  p50 {result['streamsense_ms_p50']:.3f} ms"
+          f"  p99 {result['streamsense_ms_p99']:.3f} ms")
     print(f"  whole answer (engine)     p50 {result['answer_ms_p50']:.3f} ms  p99 {result['answer_ms_p99']:.3f} ms"
           f"  strategies {result['answer_strategies']}")
     print(f"  river Ranker.rank         p50 {result['river_rank_ms_p50']:.3f} ms")

@@ -89,7 +89,8 @@ class DriftMonitor:
     def observe_label(self, is_fraud: bool, score: float, ts: float, version: str) -> list[DriftSignal]:
         p = min(max(score, 1e-6), 1 - 1e-6)
         loss = -math.log(p if is_fraud else 1 - p)
-        fired = [w for w, v in ((self.error, loss), (self.label_rate, float(is_fraud))) if w.update(v, self.grace, self.cooldown)]
+        watched = ((self.error, loss), (self.label_rate, float(is_fraud)))
+        fired = [w for w, v in watched if w.update(v, self.grace, self.cooldown)]
         return [self._signal(w, ts, version) for w in fired]
 
     def _signal(self, watch: Watch, ts: float, version: str) -> DriftSignal:

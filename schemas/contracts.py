@@ -8,8 +8,8 @@ from functools import cache
 from pathlib import Path
 
 from schemas.errors import NotFinite
-from schemas.records import (DeadLetter, DriftSignal, FraudDecision, ModelEvent, FraudLabel, Interaction, Reason, RecoItem, RecoRequest,
-                             Recommendation, Transaction)
+from schemas.records import (DeadLetter, DriftSignal, FraudDecision, FraudLabel, Interaction, ModelEvent, Reason,
+                             RecoItem, RecoRequest, Recommendation, Transaction)
 
 HERE = Path(__file__).parent
 

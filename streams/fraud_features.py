@@ -51,7 +51,8 @@ PRIOR_RATE, PRIOR_WEIGHT = 0.01, 20.0
 
 FEATURE_NAMES = (
     "amount", "log_amount", "user_count_1m", "user_count_1h", "user_count_24h", "user_sum_1m", "user_sum_1h",
-    "user_sum_24h", "user_amount_z", "user_amount_ratio", "user_history_count", "secs_since_last", "user_distinct_merchants_24h",
+    "user_sum_24h", "user_amount_z", "user_amount_ratio", "user_history_count", "secs_since_last",
+    "user_distinct_merchants_24h",
     "user_distinct_countries_24h", "user_distinct_devices_24h", "first_time_merchant", "new_device",
     "new_country", "hour_of_day", "hour_sin", "hour_cos", "merchant_count_1h", "merchant_count_24h",
     "merchant_sum_24h", "merchant_tx_count", "merchant_fraud_rate",

@@ -75,7 +75,8 @@ async def scenario(settings: Settings, tmp_path: Path) -> tuple[list[float], lis
         await send_and_score(settings, traffic, {f"t{i}" for i in range(200)}, consumer)
         await send_and_score(settings, labels, set(), consumer, timeout=0)
         redis = Redis.from_url(settings.redis_url.get_secret_value())
-        store = RedisCheckpoints(redis, RedisKeys.from_settings(settings), settings.signing_key.get_secret_value().encode())
+        store = RedisCheckpoints(redis, RedisKeys.from_settings(settings),
+                                 settings.signing_key.get_secret_value().encode())
         deadline, last, stable_since = time.monotonic() + 60, None, time.monotonic()
         while time.monotonic() < deadline:  # wait for the checkpoint after the last label was learned
             headers = await store.headers("fraud")
@@ -86,10 +87,12 @@ async def scenario(settings: Settings, tmp_path: Path) -> tuple[list[float], lis
                 break
             await asyncio.sleep(0.5)
         await asyncio.sleep(2)  # the worker follows the registry every second
-        before = await send_and_score(settings, probes(t.transactions, "p1", now), {f"p1-{i}" for i in range(12)}, consumer)
+        before = await send_and_score(settings, probes(t.transactions, "p1", now), {f"p1-{i}" for i in range(12)},
+                                      consumer)
         worker.kill()  # kill -9: no chance to save anything more
         worker = start_worker(settings, tmp_path, "worker-b")
-        after = await send_and_score(settings, probes(t.transactions, "p2", now), {f"p2-{i}" for i in range(12)}, consumer)
+        after = await send_and_score(settings, probes(t.transactions, "p2", now), {f"p2-{i}" for i in range(12)},
+                                     consumer)
         header = (await store.headers("fraud"))[-1]
         await redis.aclose()
         return [before[f"p1-{i}"] for i in range(12)], [after[f"p2-{i}"] for i in range(12)], header

@@ -59,7 +59,8 @@ async def test_tampered_truncated_and_foreign_checkpoints_are_refused_with_a_log
         await store.save("fraud", trained_engine(50).models(), {})
     blob = await redis.get(keys.checkpoint("fraud", 3))
     middle = len(blob) // 2
-    await redis.set(keys.checkpoint("fraud", 3), blob[:middle] + bytes([blob[middle] ^ 1]) + blob[middle + 1:])  # tampered
+    tampered = blob[:middle] + bytes([blob[middle] ^ 1]) + blob[middle + 1:]
+    await redis.set(keys.checkpoint("fraud", 3), tampered)
     await redis.set(keys.checkpoint("fraud", 2), blob[:-100])  # truncated
     await RedisCheckpoints(redis, keys, key=b"other-key").save("fraud", {"x": 1}, {})  # v4, foreign key
     with caplog.at_level(logging.ERROR):

@@ -63,7 +63,8 @@ async def test_redelivery_reemits_the_same_decision_without_counting_twice(proce
     first = await processor.on_transactions([msg(tx_bytes(i), i) for i in range(5)])
     again = await processor.on_transactions([msg(tx_bytes(i), i) for i in range(5)])
     assert topics_of(first) == topics_of(again) == ["fraud-decisions"] * 5
-    assert [e.value for e in outputs(first)] == [e.value for e in outputs(again)]  # byte-identical: one effective decision
+    # Byte-identical: one effective decision.
+    assert [e.value for e in outputs(first)] == [e.value for e in outputs(again)]
     assert processor.stats.redelivered == 5
     nxt = await processor.on_transactions([msg(tx_bytes(5), 5)])
     features_seen = await processor.store.read_snapshots(["e5"])

@@ -13,8 +13,8 @@ from hypothesis import given, settings, strategies as st
 from online_models.engine import FraudEngine
 from schemas import errors
 from schemas.contracts import CONTRACTS, load_schema, readme_section
-from schemas.records import (CHANNELS, DeadLetter, DriftSignal, ModelEvent, FraudDecision, FraudLabel, Interaction, RecoRequest,
-                             Recommendation, Transaction)
+from schemas.records import (CHANNELS, DeadLetter, DriftSignal, FraudDecision, FraudLabel, Interaction, ModelEvent,
+                             RecoRequest, Recommendation, Transaction)
 from schemas.settings import Settings
 from schemas.validation import decode_interaction, decode_label, decode_reco_request, decode_transaction
 
@@ -105,7 +105,8 @@ def test_iso_timestamps_with_a_zone_and_pass_through_features_are_accepted() -> 
 
 
 def test_labels_are_strict_too() -> None:
-    assert decode_label(b'{"event_id": "e1", "is_fraud": false, "ts": 5}', max_bytes=100) == FraudLabel("e1", False, 5.0)
+    label = decode_label(b'{"event_id": "e1", "is_fraud": false, "ts": 5}', max_bytes=100)
+    assert label == FraudLabel("e1", False, 5.0)
     with pytest.raises(errors.WrongType):
         decode_label(b'{"event_id": "e1", "is_fraud": "yes", "ts": 5}', max_bytes=100)
     with pytest.raises(errors.MissingField):
