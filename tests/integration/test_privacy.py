@@ -1,0 +1,80 @@
+"""Canary user ids never reach Redis (keys or values), the worker's logs, or its metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from redis.asyncio import Redis
+
+from schemas.settings import Settings
+
+pytestmark = pytest.mark.integration
+CANARY = "canary-9f1c2e"
+
+
+async def traffic(settings: Settings) -> None:
+    t, now = settings.topics, time.time()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(t.fraud_decisions, t.recommendations, t.dead_letters,
+                                bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest")
+    await producer.start()
+    await consumer.start()
+    try:
+        for i in range(30):
+            user = f"{CANARY}-{i % 3}"
+            tx = {"event_id": f"c{i}", "ts": now - 100 + i, "user_id": user, "merchant_id": "shop",
+                  "amount": 12.0 + i, "currency": "EUR", "country": "FR", "channel": "web", "device_id": "dev"}
+            await producer.send(t.transactions, json.dumps(tx).encode(), key=user.encode())
+            await producer.send(t.interactions, json.dumps({"event_id": f"ci{i}", "ts": now, "user_id": user,
+                                                            "item_id": f"item{i % 5}", "kind": "view"}).encode(),
+                                key=user.encode())
+        await producer.send(t.transactions, json.dumps({"event_id": "bad", "user_id": CANARY}).encode())
+        await producer.send(t.fraud_labels, json.dumps({"event_id": "c3", "is_fraud": True, "ts": now}).encode())
+        await producer.send(t.reco_requests, json.dumps({"request_id": "cq", "user_id": f"{CANARY}-1", "k": 3,
+                                                         "ts": now}).encode(), key=f"{CANARY}-1".encode())
+        await producer.flush()
+        seen, deadline = 0, time.monotonic() + 60
+        while seen < 32 and time.monotonic() < deadline:  # 30 decisions, 1 dead letter, 1 answer
+            seen += sum(len(r) for r in (await consumer.getmany(timeout_ms=500)).values())
+        assert seen >= 32
+        await asyncio.sleep(3)  # a checkpoint and a metrics sample after the last message
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def redis_hits(settings: Settings) -> tuple[list[str], int]:
+    """Keys whose name or content holds the canary, and how many keys were read."""
+    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    hits, scanned = [], 0
+    try:
+        async for key in redis.scan_iter(match=f"{settings.redis_key_prefix}*", count=500):
+            scanned += 1
+            kind = (await redis.type(key)).decode()
+            if kind == "string":
+                values = [await redis.get(key)]
+            elif kind == "hash":
+                values = [b" ".join(kv) for kv in (await redis.hgetall(key)).items()]
+            elif kind == "set":
+                values = list(await redis.smembers(key))
+            else:  # zset
+                values = [m for m, _ in await redis.zrange(key, 0, -1, withscores=True)]
+            hits += [key.decode()] if CANARY.encode() in key + b"".join(v or b"" for v in values) else []
+    finally:
+        await redis.aclose()
+    return hits, scanned
+
+
+def test_canary_user_ids_appear_in_no_redis_key_or_value_log_line_or_metric(settings: Settings, worker) -> None:
+    asyncio.run(traffic(settings))
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=2) as response:
+        metrics = response.read().decode()
+    hits, scanned = asyncio.run(redis_hits(settings))
+    assert hits == [] and scanned > 50  # users, merchants, decisions, snapshots, seen sets, lists, checkpoints
+    assert CANARY not in worker.log_path.read_text()
+    assert CANARY not in metrics and "streamsense_decisions_total" in metrics
