@@ -1,10 +1,17 @@
-"""Shared fixtures: a real broker and a real Redis, started lazily once per session on free ports."""
+"""Shared fixtures: a real broker and a real Redis, started lazily once per session on free ports;
+settings isolated per test (topics, consumer group, key prefix); a worker process."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+import uuid
+
 import pytest
 
-from agents.embedded import start_broker, start_redis
+from agents.embedded import ManagedProcess, create_topics, free_port, start_broker, start_redis
+from schemas.settings import SecretStr, Settings, Topics
 
 
 @pytest.fixture(scope="session")
@@ -18,4 +25,25 @@ def broker(tmp_path_factory) -> str:
 def redis_url(tmp_path_factory) -> str:
     proc, url = start_redis(tmp_path_factory.mktemp("redis"))
     yield url
+    proc.stop()
+
+
+@pytest.fixture
+def settings(broker: str, redis_url: str, tmp_path) -> Settings:
+    suffix = uuid.uuid4().hex[:8]
+    return Settings(
+        bootstrap_servers=broker, redis_url=SecretStr(redis_url), app_id=f"streamsense-test-{suffix}",
+        redis_key_prefix=f"ss:test:{suffix}", partitions=4, data_dir=str(tmp_path / "data"),
+        web_port=free_port(),
+        topics=Topics(**{name: f"{name}-{suffix}" for name in Topics.__dataclass_fields__}),
+    )
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path):
+    asyncio.run(create_topics(settings.bootstrap_servers, [getattr(settings.topics, n) for n in
+                                                              Topics.__dataclass_fields__], settings.partitions))
+    proc = ManagedProcess("worker", [sys.executable, "-m", "agents", "worker", "--loglevel", "warning"],
+                          env={**os.environ, **settings.to_env()}, log_dir=tmp_path)
+    yield proc
     proc.stop()
