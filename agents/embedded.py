@@ -137,9 +137,10 @@ def redis_ping(port: int) -> bool:
         return sock.recv(64).startswith(b"+PONG")
 
 
-def start_redis(log_dir: Path | None = None, timeout: float = 15.0) -> tuple[ManagedProcess, str]:
-    """Start a throwaway Redis (no persistence) on a free loopback port; returns it and its URL."""
-    port = free_port()
+def start_redis(log_dir: Path | None = None, timeout: float = 15.0, port: int | None = None
+                ) -> tuple[ManagedProcess, str]:
+    """Start a throwaway Redis (no persistence) on a loopback port (a free one unless given)."""
+    port = port or free_port()
     proc = ManagedProcess("redis", [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
                                     "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
                           log_dir=log_dir)

@@ -15,6 +15,7 @@ import time
 
 import faust
 from faust.exceptions import ConsumerNotStarted
+from redis.exceptions import RedisError
 
 from typing import TYPE_CHECKING
 
@@ -85,10 +86,17 @@ class ModelLifecycle:
 def register_lifecycle(topology: Topology, runtime: "Runtime") -> None:
     app, settings = topology.app, runtime.settings
 
+    # A timer that raises crashes the whole Faust app: a Redis outage must only delay these.
     @app.timer(interval=settings.checkpoint_interval_s)
     async def publish_model() -> None:
-        await runtime.lifecycle.publish_if_learned()
+        try:
+            await runtime.lifecycle.publish_if_learned()
+        except (RedisError, OSError) as exc:
+            log.warning("publishing the model checkpoint failed, will retry: %s", exc)
 
     @app.timer(interval=FOLLOW_INTERVAL_S)
     async def follow_model() -> None:
-        await runtime.lifecycle.follow()
+        try:
+            await runtime.lifecycle.follow()
+        except (RedisError, OSError) as exc:
+            log.warning("reading the model registry failed, serving the current model: %s", exc)
