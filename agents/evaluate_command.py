@@ -28,16 +28,31 @@ def detect_kind(source: str) -> str:
 
 
 class Progress:
-    """A one-line progress counter on stderr when it is a terminal."""
+    """A one-line progress bar on stderr when it is a terminal (a counter when the total is unknown).
 
-    def __init__(self, enabled: bool) -> None:
+    >>> Progress.line(250, 1000, 50.0)
+    '  [#####               ]  25%  250/1,000 events  50/s'
+    >>> Progress.line(250, None, 50.0)
+    '  250 events  50/s'
+    """
+
+    def __init__(self, enabled: bool, total: int | None = None) -> None:
         self.enabled = enabled and sys.stderr.isatty()
+        self.total = total
         self.started = time.monotonic()
+
+    @staticmethod
+    def line(n: int, total: int | None, rate: float, width: int = 20) -> str:
+        if not total:
+            return f"  {n:,} events  {rate:,.0f}/s"
+        done = min(n / total, 1.0)
+        bar = "#" * int(done * width)
+        return f"  [{bar:<{width}}] {done:4.0%}  {n:,}/{total:,} events  {rate:,.0f}/s"
 
     def __call__(self, n: int) -> None:
         if self.enabled and n % 500 == 0:
             rate = n / max(time.monotonic() - self.started, 1e-9)
-            sys.stderr.write(f"\r  {n:,} events  {rate:,.0f}/s")
+            sys.stderr.write("\r" + self.line(n, self.total, rate))
             sys.stderr.flush()
 
     def done(self) -> None:
@@ -56,7 +71,7 @@ def run_evaluate(settings: Settings, source: str, *, kind: str = "auto", models:
                  labels: str | None = None, label_column: str = "class", positive: str = "1",
                  as_json: bool = False, out=sys.stdout) -> dict:
     kind = detect_kind(source) if kind == "auto" else kind
-    progress = Progress(not as_json)
+    progress = Progress(not as_json, expected_events(source, kind, limit))
 
     def checkpoint(n: int, figures: dict) -> None:
         if not as_json:
@@ -96,6 +111,23 @@ def finite(value):
     if isinstance(value, list):
         return [finite(v) for v in value]
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def expected_events(source: str, kind: str, limit: int | None) -> int | None:
+    """How many events the run will see, when it can be known cheaply (for the progress bar)."""
+    if kind == "river":
+        from river import datasets
+
+        cls = getattr(datasets, source, None)
+        try:
+            total = getattr(cls(), "n_samples", None) if cls is not None else None
+        except TypeError:  # needs arguments: a synthetic generator, endless
+            total = None
+        total = total if isinstance(total, int) else None
+    else:
+        with open(source, "rb") as fh:
+            total = sum(1 for line in fh if line.strip()) - (1 if kind in ("csv", "stream") else 0)
+    return min(total, limit) if total is not None and limit is not None else (total or limit)
 
 
 def format_figures(title: str, figures: dict) -> str:
