@@ -37,8 +37,9 @@ def all_topics(settings: Settings) -> list[str]:
     return [getattr(settings.topics, f.name) for f in dataclasses.fields(settings.topics)]
 
 
-def start_worker(settings: Settings, index: int, log_dir: Path) -> tuple[ManagedProcess, int]:
-    port = free_port()
+def start_worker(settings: Settings, index: int, log_dir: Path, port: int | None = None
+                 ) -> tuple[ManagedProcess, int]:
+    port = port or free_port()
     env = {**os.environ, **settings.replace(web_port=port, data_dir=str(log_dir / f"worker-{index}-data")).to_env()}
     proc = ManagedProcess(f"worker-{index}", [sys.executable, "-m", "agents", "worker", "--loglevel", "warning"],
                           env=env, log_dir=log_dir)
