@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
+from agents.pacing import Pacer
 from agents.reco_traffic import RecoTrafficSimulator
 from agents.traffic import TrafficSimulator
 from schemas.settings import Settings
@@ -59,7 +60,7 @@ async def publish(settings: Settings, sim: TrafficSimulator, truth: Truth, *, ra
     topics = settings.topics
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks="all")
     await producer.start()
-    started = time.monotonic()
+    pacer = Pacer(rate)
     try:
         for ev in sim.events():
             if stop.is_set() or (limit is not None and truth.transactions >= limit):
@@ -79,9 +80,7 @@ async def publish(settings: Settings, sim: TrafficSimulator, truth: Truth, *, ra
             if rng.random() < poison_share:
                 await producer.send(topics.transactions, rng.choice(POISON), key=b"poison")
                 truth.poison += 1
-            ahead = truth.transactions / rate - (time.monotonic() - started)
-            if ahead > 0:
-                await asyncio.sleep(ahead)
+            await pacer.sent_one()  # paced by transactions: labels and poison come on top
     finally:
         await producer.stop()
 
@@ -92,7 +91,7 @@ async def publish_reco(settings: Settings, sim: RecoTrafficSimulator, truth: Tru
     topics = settings.topics
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks="all")
     await producer.start()
-    started, sent = time.monotonic(), 0
+    pacer = Pacer(rate)
     try:
         for ev in sim.events():
             if stop.is_set() or ev.ts > time.time():
@@ -105,9 +104,6 @@ async def publish_reco(settings: Settings, sim: RecoTrafficSimulator, truth: Tru
             else:
                 await producer.send(topics.interactions, json.dumps(ev.payload).encode(), key=ev.key.encode())
                 truth.interactions += 1
-            sent += 1
-            ahead = sent / rate - (time.monotonic() - started)
-            if ahead > 0:
-                await asyncio.sleep(ahead)
+            await pacer.sent_one()
     finally:
         await producer.stop()
