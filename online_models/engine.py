@@ -24,6 +24,7 @@ from streams.fraud_features import (FeatureConfig, MerchantUpdate, UserState, me
                                     transaction_features)
 
 MODEL_NAME = "lr+hst+rules"
+FEATURE_DRIFT_BLOCK = 10  # decisions per feature-drift observation (see online_models.drift)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class FraudEngine:
         self.anomaly = anomaly or AnomalyScorer(seed=settings.seed)
         self.warmup_positives = warmup_positives
         self.classifier_weight = classifier_weight
-        self.drift = DriftMonitor(MODEL_NAME)
+        self.drift = DriftMonitor(MODEL_NAME, feature_block=FEATURE_DRIFT_BLOCK)
         # A drift on error or label rate starts a fresh classifier in shadow; it replaces the
         # champion when it is more accurate on the same labels (online_models.champion).
         self.lifecycle = ChampionChallenger(classifier or FraudClassifier(), FraudClassifier, monitor=self.drift,
