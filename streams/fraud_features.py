@@ -34,12 +34,12 @@ allowed lateness is *late*: it is scored from the state as is, flagged, and neve
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from bisect import insort
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
+from schemas import internal_json
 from schemas.records import Transaction
 from streams.windows import bucket_start, bucketed_total, span, welford, z_score
 
@@ -100,11 +100,11 @@ class UserState:
         doc = {"e": [list(e) for e in self.events], "n": self.count,
                "mu": self.mean, "m2": self.m2, "w": self.watermark if self.count else None,
                "km": self.merchants, "kd": self.devices, "kc": self.countries}
-        return json.dumps(doc, separators=(",", ":")).encode()
+        return internal_json.dumps(doc)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "UserState":
-        d = json.loads(raw)
+        d = internal_json.loads(raw)
         return cls(events=tuple(tuple(e) for e in d["e"]), count=d["n"], mean=d["mu"], m2=d["m2"],
                    watermark=float("-inf") if d["w"] is None else d["w"], merchants=tuple(d["km"]),
                    devices=tuple(d["kd"]), countries=tuple(d["kc"]))
