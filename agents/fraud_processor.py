@@ -28,6 +28,7 @@ from agents.breaker import CircuitBreaker
 from agents.messages import Emit, RawMessage, dead_letter
 from agents.metrics import Metrics
 from online_models.engine import MODEL_NAME, FraudEngine
+from schemas import internal_json
 from schemas.errors import InvalidEvent
 from schemas.records import FraudDecision, Transaction
 from schemas.settings import Settings
@@ -39,12 +40,21 @@ log = logging.getLogger(__name__)
 MAX_COMMIT_ATTEMPTS = 3
 
 
-def learn_example(settings: Settings, event_id: str, snapshot: dict, is_fraud: bool | None,
-                  observed: bool = True) -> Emit:
-    """A decision-time snapshot for the learner (internal topic, one partition): labelled, or
-    ``is_fraud=None`` at decision time for the anomaly model, which learns every event."""
-    doc = {"e": event_id, "y": is_fraud, "o": observed, "s": snapshot}
-    return Emit(settings.learn_topic, event_id.encode(), json.dumps(doc, separators=(",", ":")).encode())
+LEARN_CHUNK = 100  # examples per message on the learn topic: well under Kafka's 1 MB default
+
+
+def learn_example(event_id: str, snapshot: dict, is_fraud: bool | None, observed: bool = True) -> dict:
+    """A decision-time snapshot for the learner: labelled, or ``is_fraud=None`` at decision time
+    for the anomaly model, which learns every event."""
+    return {"e": event_id, "y": is_fraud, "o": observed, "s": snapshot}
+
+
+def learn_messages(settings: Settings, examples: Sequence[dict]) -> list[Emit]:
+    """Examples for the learner (internal topic, one partition), many to a message: one Kafka
+    message per event cost the learner Faust's per-message overhead on every decision."""
+    return [Emit(settings.learn_topic, examples[i]["e"].encode(),
+                 internal_json.dumps({"b": examples[i:i + LEARN_CHUNK]}))
+            for i in range(0, len(examples), LEARN_CHUNK)]
 
 
 class DuplicateEvent(InvalidEvent):
@@ -137,6 +147,7 @@ class FraudProcessor:
         touched_users: set[str] = set()
         early: list[tuple[str, dict, bool]] = []  # labels that came first: learned after the commit
         decided: list[tuple[RawMessage, str, str]] = []  # (message, decision, outcome) for the metrics
+        unlabelled: list[dict] = []  # every decided event, for the anomaly model
         for msg, tx in valid:
             stored = loaded.decisions.get(tx.event_id)
             first_source = stored.source if stored else decided_here.get(tx.event_id)
@@ -173,8 +184,9 @@ class FraudProcessor:
             self.stats.late += scored.late
             self.stats.watermark = max(self.stats.watermark, tx.ts)
             emits.append(Emit(topics.fraud_decisions, tx.event_id.encode(), decision.to_json()))
-            emits.append(learn_example(self.settings, tx.event_id, {"x": scored.snapshot["x"]}, None))
+            unlabelled.append(learn_example(tx.event_id, {"x": scored.snapshot["x"]}, None))
             decided.append((msg, decision.decision, "decided"))
+        emits.extend(learn_messages(self.settings, unlabelled))
         for user_id in touched_users:
             self.store.save_user(batch, user_id, users[user_id])  # type: ignore[arg-type]
         return emits, batch, early, decided
@@ -254,16 +266,16 @@ class FraudProcessor:
                      observed: bool = True) -> list[Emit]:
         """Hand labelled snapshots to the learner (one worker learns for all, see agents.learner) and
         apply what the labels change in the merchants' counters."""
-        updates, emits = [], []
+        updates, examples = [], []
         for event_id, snapshot, is_fraud in labelled:
             updates.append((snapshot["m"], self.engine.label_effect(snapshot, is_fraud)))
-            emits.append(learn_example(self.settings, event_id, snapshot, is_fraud, observed))
+            examples.append(learn_example(event_id, snapshot, is_fraud, observed))
             if observed:
                 delay = (label_ts or {}).get(event_id, snapshot["ts"]) - snapshot["ts"]
                 self.metrics.labelled(MODEL_NAME, is_fraud, snapshot.get("p", 0.5), delay)
         await self.store.apply_merchant_updates(updates)
         self.stats.labels_learned += len(updates) if observed else 0
-        return emits
+        return learn_messages(self.settings, examples)
 
     async def expire_unlabelled(self, limit: int = 1000) -> list[Emit]:
         """Send every decision unlabelled for ``label_horizon_s`` of event time to be learned as legitimate."""
@@ -273,9 +285,9 @@ class FraudProcessor:
         # ZREM claims each id: with several workers expiring, only one sends a given event.
         snapshots = {e: s for e, s in (await self.store.claim_expired(event_ids)).items() if s is not None}
         emits = await self._learn([(e, s, False) for e, s in snapshots.items()], observed=False)
-        self.metrics.labels.labels("horizon").inc(len(emits))
+        self.metrics.labels.labels("horizon").inc(len(snapshots))
         await self.store.mark_assumed_legitimate(list(snapshots), snapshots)
-        self.stats.expired_learned += len(emits)
+        self.stats.expired_learned += len(snapshots)
         return emits
 
     # -- helpers -------------------------------------------------------------------------------

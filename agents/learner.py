@@ -11,7 +11,6 @@ plus a second, and every decision names the version that made it.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Sequence
@@ -19,6 +18,7 @@ from typing import Sequence
 from agents.messages import Emit, RawMessage, dead_letter
 from agents.metrics import Metrics
 from online_models.engine import FraudEngine
+from schemas import internal_json
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,15 +35,22 @@ class Learner:
         emits = []
         for msg in messages:
             try:
-                doc = json.loads(msg.value or b"")
-                if doc["y"] is None:
-                    self.engine.learn_unlabelled(doc["s"]["x"])
-                else:
-                    self.engine.learn_label(doc["s"], doc["y"], event_id=doc["e"], observed=doc["o"])
+                examples = internal_json.loads(msg.value or b"")["b"]
             except (ValueError, KeyError, TypeError) as exc:  # internal topic: only a bug puts junk here
                 emits.append(dead_letter(self.settings, msg, "learn", exc, time.time(), self.metrics))
                 continue
-            self.learned += 1
+            for doc in examples:
+                try:
+                    if doc["y"] is None:
+                        self.engine.learn_unlabelled(doc["s"]["x"])
+                    else:
+                        self.engine.learn_label(doc["s"], doc["y"], event_id=doc["e"], observed=doc["o"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.error("learn example %r of %s rejected: %s", doc.get("e") if isinstance(doc, dict) else doc,
+                              msg.source, exc)
+                    emits.append(dead_letter(self.settings, msg, "learn", exc, time.time(), self.metrics))
+                    continue
+                self.learned += 1
         for signal in self.engine.take_signals():
             self.metrics.drift.labels(signal.target, signal.detector, signal.severity).inc()
             log.warning("drift: %s %s (%s, %s)", signal.target, signal.name, signal.detector, signal.severity)

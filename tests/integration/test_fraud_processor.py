@@ -55,7 +55,7 @@ def topics_of(emits) -> list[str]:
 
 def learn_examples(emits, settings: Settings) -> list[tuple[str, bool, bool]]:
     """(event_id, is_fraud, observed) of the examples handed to the learner."""
-    docs = [json.loads(e.value) for e in emits if e.topic == settings.learn_topic]
+    docs = [d for e in emits if e.topic == settings.learn_topic for d in json.loads(e.value)["b"]]
     return [(d["e"], d["y"], d["o"]) for d in docs]
 
 
@@ -107,14 +107,14 @@ async def test_unlabelled_decisions_count_as_legitimate_after_the_horizon(proces
 async def test_a_chargeback_after_the_horizon_is_learned_as_a_correction(processor) -> None:
     await processor.on_transactions([msg(tx_bytes(i, ts=NOW - 5000 + i), i) for i in range(3)])
     await processor.on_transactions([msg(tx_bytes(9, ts=NOW - 4000), 9)])
-    assert len(await processor.expire_unlabelled()) == 3
+    assert len(learn_examples(await processor.expire_unlabelled(), processor.settings)) == 3
     late = json.dumps({"event_id": "e1", "is_fraud": True, "ts": NOW}).encode()
     confirm = json.dumps({"event_id": "e2", "is_fraud": False, "ts": NOW}).encode()
     emits = await processor.on_labels([msg(late, 1, "fraud-labels"), msg(confirm, 2, "fraud-labels")])
     assert learn_examples(emits, processor.settings) == [("e1", True, True), ("e2", False, True)]
     # The learner learns the chargeback as a correction; the confirmation teaches nothing new.
     engine = FraudEngine(processor.settings)
-    docs = [json.loads(e.value) for e in emits]
+    docs = [d for e in emits for d in json.loads(e.value)["b"]]
     engine.learn_label(docs[0]["s"], True, event_id="e1")
     engine.learn_label(docs[1]["s"], False, event_id="e2")
     assert (engine.classifier.n_positives, engine.classifier.n_negatives) == (1, 0)
