@@ -77,9 +77,23 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from agents.bench import bench_ranking, print_ranking
+    if args.what == "ranking":
+        from agents.bench import bench_ranking, print_ranking
 
-    print_ranking(bench_ranking(candidates=args.candidates, requests=args.requests))
+        print_ranking(bench_ranking(candidates=args.candidates, requests=args.requests))
+        return 0
+    import json
+
+    from agents.bench_pipeline import run_pipeline
+    from agents.bench_report import SCENARIOS, print_pipeline
+
+    result = run_pipeline(events=args.events, runs=args.runs, rate=args.rate, latency_s=args.latency_seconds,
+                          memory_users=args.memory_users, soak_s=args.soak_seconds,
+                          only=tuple(args.only.split(",")) if args.only else SCENARIOS)
+    print_pipeline(result)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(result, out, indent=1)
     return 0
 
 
@@ -139,9 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
 
     bench = sub.add_parser("bench", help="measure hot paths side by side (see BENCHMARKS.md)")
-    bench.add_argument("what", choices=["ranking"])
-    bench.add_argument("--candidates", type=int, default=1000)
-    bench.add_argument("--requests", type=int, default=300)
+    bench.add_argument("what", choices=["ranking", "pipeline"],
+                       help="ranking: one recommendation answer; pipeline: both paths against bare and naive Faust")
+    bench.add_argument("--candidates", type=int, default=1000, help="ranking: candidate items")
+    bench.add_argument("--requests", type=int, default=300, help="ranking: requests timed")
+    bench.add_argument("--events", type=int, default=20_000, help="pipeline: backlog per throughput run")
+    bench.add_argument("--runs", type=int, default=3, help="pipeline: throughput runs per scenario (median)")
+    bench.add_argument("--rate", type=float, default=2000.0, help="pipeline: offered load for the latency runs")
+    bench.add_argument("--latency-seconds", type=float, default=15.0)
+    bench.add_argument("--memory-users", type=int, default=100_000, help="pipeline: distinct users (0: skip)")
+    bench.add_argument("--soak-seconds", type=float, default=600.0, help="pipeline: RSS soak length (0: skip)")
+    bench.add_argument("--only", default=None, help="pipeline: comma-separated subset of ceiling,naive,fraud,reco")
+    bench.add_argument("--json", default=None, help="pipeline: also write the figures to this file")
     bench.set_defaults(func=cmd_bench)
     return parser
 
