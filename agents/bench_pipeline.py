@@ -82,9 +82,11 @@ class Bench:
     def settings(self, scenario: str) -> Settings:
         run = f"bench-{scenario}-{next(self._runs)}"
         topics = Topics(**{f.name: f"{run}-{getattr(Topics(), f.name)}" for f in dataclasses.fields(Topics)})
-        return Settings(bootstrap_servers=self.stack.bootstrap, redis_url=SecretStr(self.stack.redis_url),
-                        app_id=run, topics=topics, label_horizon_s=SIMULATED_LABEL_HORIZON_S,
-                        data_dir=str(self.log_dir / run), web_port=free_port(), seed=self.seed)
+        # Tuning from STREAMSENSE_* variables applies (batch size, fetch wait...); where it runs does not.
+        return Settings.from_env().replace(
+            bootstrap_servers=self.stack.bootstrap, redis_url=SecretStr(self.stack.redis_url), app_id=run,
+            topics=topics, label_horizon_s=SIMULATED_LABEL_HORIZON_S, data_dir=str(self.log_dir / run),
+            web_port=free_port(), seed=self.seed)
 
     def prepare(self, settings: Settings) -> None:
         self.redis.flushall()
