@@ -114,6 +114,7 @@ class FraudProcessor:
         for _ in range(MAX_COMMIT_ATTEMPTS):
             if not self.breaker.allow():
                 return self._decide_degraded(valid, started)
+            asked = time.monotonic()
             try:
                 loaded = await self.store.load((tx.user_id for _, tx in valid),
                                                (tx.merchant_id for _, tx in valid),
@@ -121,13 +122,15 @@ class FraudProcessor:
             except RedisError as exc:
                 self._redis_failed("load", exc)
                 return self._decide_degraded(valid, started)
+            redis_s = time.monotonic() - asked
             emits, batch, early, decided = self._plan(valid, loaded, started)
+            asked = time.monotonic()
             try:
                 taken = await self.store.commit(batch)
             except RedisError as exc:
                 self._redis_failed("commit", exc)
                 return self._decide_degraded(valid, started)
-            self.breaker.success()
+            self._redis_answered(redis_s + time.monotonic() - asked)
             if not taken:
                 emits.extend(await self._learn(early))  # only once the decisions are committed: never twice
                 self._observe(decided, started)
@@ -205,6 +208,16 @@ class FraudProcessor:
             self.stats.degraded += 1
         self._observe(decided, started)
         return emits
+
+    def _redis_answered(self, seconds: float) -> None:
+        """A slow answer is a failure for the breaker (the batch keeps its result): while the
+        breaker is open, decisions stop waiting on Redis."""
+        if seconds <= self.settings.redis_slow_call_s:
+            self.breaker.success()
+            return
+        log.warning("redis took %.0f ms for one batch (breaker %s)", seconds * 1000, self.breaker.state)
+        self.metrics.redis_errors.labels("slow").inc()
+        self.breaker.failure()
 
     def _redis_failed(self, operation: str, exc: Exception) -> None:
         log.warning("redis %s failed (breaker %s); deciding degraded: %s", operation, self.breaker.state, exc)

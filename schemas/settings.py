@@ -108,6 +108,9 @@ class Settings:
     # Longest a consumer fetch may wait for data; brokers that hold a fetch for the full wait (Tansu)
     # add it to every decision's latency. Kafka answers early, so a low value only costs idle polls.
     fetch_max_wait_ms: int = 50
+    # A batch whose Redis read plus write take longer than this counts as a Redis failure for the
+    # circuit breaker: a slow Redis opens it like a dead one, so decisions stop waiting on it.
+    redis_slow_call_s: float = 0.25
     log_format: str = "text"  # "json": one JSON object per line
     checkpoint_interval_s: float = 10.0  # models are checkpointed this often when they have learned
     # Recommendations

@@ -144,3 +144,17 @@ async def test_a_label_before_its_transaction_is_parked_and_learned_at_decision_
     assert await processor.store.read_snapshots(["e7"]) == {"e7": None}  # nothing left waiting
     again = await processor.on_labels([msg(label, 2, "fraud-labels")])
     assert topics_of(again) == ["dead-letters"]
+
+
+async def test_a_slow_redis_opens_the_breaker_like_a_failing_one(processor) -> None:
+    processor.settings = processor.settings.replace(redis_slow_call_s=0.0)  # every answer counts as slow
+    for i in range(3):  # slow, but answered: decided from state, and counted against Redis
+        emits = await processor.on_transactions([msg(tx_bytes(i), i)])
+        assert not json.loads(emits[0].value)["degraded"]
+    assert processor.breaker.state == "open"
+    emits = await processor.on_transactions([msg(tx_bytes(3), 3)])
+    assert json.loads(emits[0].value)["degraded"]  # open: no waiting on Redis
+    processor.settings = processor.settings.replace(redis_slow_call_s=10.0)
+    processor.breaker.reset_after_s = 0.0
+    emits = await processor.on_transactions([msg(tx_bytes(4), 4)])
+    assert not json.loads(emits[0].value)["degraded"] and processor.breaker.state == "closed"
