@@ -66,7 +66,8 @@ def make_app(settings: Settings, **overrides: object) -> Topology:
         store="memory://",
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,
-        web_host=settings.web_host,  # Faust binds 0.0.0.0 unless told otherwise
+        web_host=settings.web_host,  # the host name in Faust's URLs
+        web_bind=settings.web_host,  # the address it listens on: Faust binds 0.0.0.0 unless told
         web_port=settings.web_port,
         web_enabled=True,
         consumer_auto_offset_reset="earliest",

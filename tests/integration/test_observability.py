@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -67,9 +68,17 @@ async def publish(settings: Settings) -> None:
         await producer.stop()
 
 
+def listening_addresses(pid: int, port: int) -> set[str]:
+    """Local addresses (hex, as in /proc/net/tcp) of the sockets listening on ``port`` in ``pid``'s namespace."""
+    rows = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    return {local.split(":")[0] for local, state in ((r.split()[1], r.split()[3]) for r in rows)
+            if state == "0A" and int(local.split(":")[1], 16) == port}
+
+
 def test_health_ready_and_live_metrics(settings: Settings, worker) -> None:
     port = settings.web_port
     state = wait_ready(port)
+    assert listening_addresses(worker.pid, port) == {"0100007F"}  # 127.0.0.1 only, not 0.0.0.0
     assert state == {"ready": True, "partitions_assigned": True, "redis": True, "models_loaded": True}
     assert get(port, "/health") == (200, b'{"status":"ok"}')
 
