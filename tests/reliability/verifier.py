@@ -8,7 +8,9 @@
   were produced in (a user's events share a partition, so Kafka promises that order);
 - feature state: each user's stored history count against the count recomputed from the ledger;
 - dead letters by stage, each input offset counted once (a batch redelivered after a crash
-  re-emits its dead letters: at-least-once, counted as raw duplicates).
+  re-emits its dead letters: at-least-once, counted as raw duplicates);
+- recovery time: the longest wall-clock gap between successive first decisions (``decided_at``).
+  Traffic is produced at a steady rate, so this is how long output stopped around a fault.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Report:
     order_violations: int
     dead_letters_by_stage: dict[str, int]
     state_mismatches: list[str]
+    longest_stall_s: float = 0.0
 
     def ok(self) -> bool:
         return not (self.missing or self.effective_duplicates or self.order_violations or self.state_mismatches)
@@ -71,6 +74,7 @@ def verify(ledger: Ledger, decisions: list[dict], dead_letters: list[dict],
         if event_id in decided_at:
             per_user[payload["user_id"]].append(decided_at[event_id])
     violations = sum(a > b for times in per_user.values() for a, b in zip(times, times[1:]))
+    times = sorted(decided_at.values())
     mismatches = []
     if user_history is not None:
         expected: dict[str, int] = defaultdict(int)
@@ -80,4 +84,5 @@ def verify(ledger: Ledger, decisions: list[dict], dead_letters: list[dict],
     return Report(missing=missing, effective_duplicates=sorted(e for e, s in distinct.items() if len(s) > 1),
                   raw_duplicates=sum(len(ds) - 1 for ds in by_event.values()),
                   raw_duplicate_dead_letters=len(dead_letters) - len(offsets), order_violations=violations,
-                  dead_letters_by_stage=dict(stages), state_mismatches=mismatches)
+                  dead_letters_by_stage=dict(stages), state_mismatches=mismatches,
+                  longest_stall_s=max((b - a for a, b in zip(times, times[1:])), default=0.0))

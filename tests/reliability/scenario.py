@@ -1,0 +1,152 @@
+"""What the fault scenarios share: workers started by pid, a ledgered stream of transactions
+(with malformed ones and duplicated event ids), the outputs read back, the stored user state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from agents.embedded import ManagedProcess, create_topics
+from agents.redis_keys import RedisKeys
+from schemas.settings import Settings, Topics
+from streams.fraud_features import UserState
+from verifier import Ledger, Report, verify
+
+USERS = 60
+
+
+def create_all_topics(settings: Settings) -> None:
+    asyncio.run(create_topics(settings.bootstrap_servers, [getattr(settings.topics, n)
+                                                           for n in Topics.__dataclass_fields__], settings.partitions))
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    """The sum of a worker's samples named ``name`` whose labels include ``labels``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and labels.items() <= s.labels.items())
+
+
+def start(settings: Settings, tmp_path: Path, name: str, web_port: int | None = None) -> ManagedProcess:
+    """A worker; give each of several workers at once its own ``web_port`` (they share the data dir name)."""
+    if web_port is not None:
+        settings = settings.replace(web_port=web_port, data_dir=str(tmp_path / f"{name}-data"))
+    return ManagedProcess(name, [sys.executable, "-m", "agents", "worker", "--loglevel", "warning"],
+                          env={**os.environ, **settings.to_env()}, log_dir=tmp_path)
+
+
+async def produce(settings: Settings, ledger: Ledger, events: int, span_s: float) -> None:
+    """``events`` transactions over ``span_s`` seconds: 1 % malformed, 1 % repeating an earlier event_id."""
+    rng, now = random.Random(7), time.time()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        started = time.monotonic()
+        for i in range(events):
+            user = f"user-{rng.randrange(USERS)}"
+            if rng.random() < 0.01:
+                raw = ledger.add_malformed(b'{"event_id": "broken", "amount": "NaN"')
+            else:
+                event_id = f"k{i}" if rng.random() > 0.01 or i < 10 else f"k{i - 5}"  # a few duplicates
+                payload = ledger.valid.get(event_id) or {
+                    "event_id": event_id, "ts": now - 3000 + i, "user_id": user, "merchant_id": f"m{i % 11}",
+                    "amount": round(rng.uniform(1, 300), 2), "currency": "EUR", "country": "FR", "channel": "web"}
+                raw = ledger.add_valid(payload)
+                user = payload["user_id"]
+            await producer.send(settings.topics.transactions, raw, key=user.encode())
+            await asyncio.sleep(max(0.0, (i + 1) * span_s / events - (time.monotonic() - started)))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def produce_steady(settings: Settings, events: int, span_s: float) -> None:
+    """``events`` valid transactions r0, r1... of 30 users, evenly over ``span_s`` seconds."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    now, started = time.time(), time.monotonic()
+    try:
+        for i in range(events):
+            doc = {"event_id": f"r{i}", "ts": now - 900 + i, "user_id": f"u{i % 30}", "merchant_id": "m",
+                   "amount": 10.0 + i % 90, "currency": "EUR", "country": "FR", "channel": "web"}
+            await producer.send(settings.topics.transactions, json.dumps(doc).encode(), key=doc["user_id"].encode())
+            await asyncio.sleep(max(0.0, (i + 1) * span_s / events - (time.monotonic() - started)))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def first_decisions(settings: Settings, events: int) -> dict[str, dict]:
+    """The first decision for each event_id, until ``events`` have one (or 90 s)."""
+    consumer = AIOKafkaConsumer(settings.topics.fraud_decisions, bootstrap_servers=settings.bootstrap_servers,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    decisions, deadline = {}, time.monotonic() + 90
+    try:
+        while len(decisions) < events and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    doc = json.loads(r.value)
+                    decisions.setdefault(doc["event_id"], doc)
+    finally:
+        await consumer.stop()
+    return decisions
+
+
+async def collect(settings: Settings, expected: int, timeout: float = 180.0) -> tuple[list[dict], list[dict]]:
+    """Every decision and dead letter, until ``expected`` outcomes came and nothing more for 5 s."""
+    t = settings.topics
+    consumer = AIOKafkaConsumer(t.fraud_decisions, t.dead_letters, bootstrap_servers=settings.bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    decisions, dead, idle_since = [], [], time.monotonic()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for tp, records in batch.items():
+                target = dead if tp.topic == t.dead_letters else decisions
+                target.extend(json.loads(r.value) for r in records)
+            if batch:
+                idle_since = time.monotonic()
+            if len({d["event_id"] for d in decisions}) + len(dead) >= expected and time.monotonic() - idle_since > 5:
+                break
+    finally:
+        await consumer.stop()
+    return decisions, dead
+
+
+async def user_history(settings: Settings, users: set[str]) -> dict[str, int]:
+    redis, keys = Redis.from_url(settings.redis_url.get_secret_value()), RedisKeys.from_settings(settings)
+    try:
+        return {u: UserState.from_bytes(raw).count for u in users if (raw := await redis.get(keys.user(u)))}
+    finally:
+        await redis.aclose()
+
+
+def outcome(settings: Settings, ledger: Ledger) -> Report:
+    """Read back what the workers did with the ledger's events and verify it."""
+    expected = len(ledger.valid) + ledger.malformed + ledger.duplicates
+    decisions, dead = asyncio.run(collect(settings, expected))
+    history = asyncio.run(user_history(settings, {p["user_id"] for p in ledger.valid.values()}))
+    report = verify(ledger, decisions, dead, history)
+    print(f"valid {len(ledger.valid)}, malformed {ledger.malformed}, duplicates sent {ledger.duplicates}; {report}")
+    return report
+
+
+def assert_nothing_lost_nothing_decided_twice(report: Report, ledger: Ledger) -> None:
+    assert report.missing == [] and report.effective_duplicates == []
+    assert report.order_violations == 0 and report.state_mismatches == []
+    assert report.dead_letters_by_stage.get("validate") == ledger.malformed
+    assert report.dead_letters_by_stage.get("dedupe", 0) == ledger.duplicates
