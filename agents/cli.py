@@ -1,4 +1,4 @@
-"""The `streamsense` command: dev, worker, simulate, produce, tail, evaluate, models, bench."""
+"""The `streamsense` command: dev, worker, simulate, produce, tail, evaluate, models, api-key, bench."""
 
 from __future__ import annotations
 
@@ -73,6 +73,18 @@ def cmd_models(args: argparse.Namespace) -> int:
         asyncio.run(models_command.move(_settings(), to=args.version))
     else:
         asyncio.run(models_command.move(_settings(), rollback=True))
+    return 0
+
+
+def cmd_api_key(args: argparse.Namespace) -> int:
+    from agents.api_auth import new_api_key
+
+    try:
+        token, entry = new_api_key(args.client, args.scopes.split(","))
+    except ValueError as exc:
+        sys.exit(f"streamsense api-key: {exc}")
+    print(f"API key for {args.client} (shown once; give it to the client):\n  {token}\n"
+          f"Add this entry to STREAMSENSE_API_KEYS (comma-separated with the others):\n  {entry}")
     return 0
 
 
@@ -151,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("action", choices=["list", "promote", "rollback"])
     models.add_argument("version", type=int, nargs="?", help="checkpoint version to promote")
     models.set_defaults(func=cmd_models)
+
+    api_key = sub.add_parser("api-key", help="make an HTTP API key: the token, and the hashed entry for configuration")
+    api_key.add_argument("--client", required=True, help="the caller's name (in logs and rate limits)")
+    api_key.add_argument("--scopes", default="score,recommend", help="comma-separated: score, recommend, admin")
+    api_key.set_defaults(func=cmd_api_key)
 
     bench = sub.add_parser("bench", help="measure hot paths side by side (see BENCHMARKS.md)")
     bench.add_argument("what", choices=["ranking", "pipeline"],

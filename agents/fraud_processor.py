@@ -10,10 +10,15 @@ Labels: learned from the decision-time snapshot; a label that comes before its t
 decided (a backlog, a replay) is parked and learned when the decision is committed.
 
 Redis unreachable: events are still scored, from empty state, flagged ``degraded``.
+
+The HTTP API (``on_api_transaction``) goes through the same code. An event_id that arrives both
+ways is decided once: whichever comes second gets the stored decision. Batches and API events
+take turns (one lock), so two of them never read and write the same user's state at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -25,7 +30,7 @@ from redis.exceptions import RedisError
 
 from agents.fraud_store import FraudStore, LoadedState, WriteBatch
 from agents.breaker import CircuitBreaker
-from agents.messages import Emit, RawMessage, dead_letter
+from agents.messages import API_SOURCE, Emit, RawMessage, dead_letter
 from agents.metrics import Metrics
 from online_models.engine import MODEL_NAME, FraudEngine
 from schemas import internal_json
@@ -61,6 +66,10 @@ class DuplicateEvent(InvalidEvent):
     """The event_id was already decided from another input offset."""
 
 
+class ScoringFailed(RuntimeError):
+    """Feature or model code failed for an API event (a Kafka event would be a ``score`` dead letter)."""
+
+
 class UnknownLabelTarget(InvalidEvent):
     """A label for a decided event_id whose snapshot is gone (already labelled, or expired)."""
 
@@ -89,26 +98,45 @@ class FraudProcessor:
         self.stats = FraudStats()
         self.metrics = metrics or Metrics()
         self.breaker = breaker or CircuitBreaker(on_change=self.metrics.breaker_state)
+        self._state_lock = asyncio.Lock()
 
     # -- transactions --------------------------------------------------------------------------
+    def decode(self, raw: bytes, now: float) -> Transaction:
+        s = self.settings
+        return decode_transaction(raw, max_bytes=s.max_event_bytes, now=now, max_future_s=s.max_future_s,
+                                  max_past_s=s.max_past_s)
+
     async def on_transactions(self, messages: Sequence[RawMessage]) -> list[Emit]:
         started = self.clock()
         emits: list[Emit] = []
         valid: list[tuple[RawMessage, Transaction]] = []
-        s = self.settings
         for msg in messages:
             try:
-                tx = decode_transaction(msg.value or b"", max_bytes=s.max_event_bytes, now=started,
-                                        max_future_s=s.max_future_s, max_past_s=s.max_past_s)
+                tx = self.decode(msg.value or b"", started)
             except InvalidEvent as exc:
                 emits.append(self._dead_letter(msg, "validate", exc))
                 continue
             valid.append((msg, tx))
         if valid:
-            emits.extend(await self._decide(valid, started))
+            async with self._state_lock:
+                emits.extend(await self._decide(valid, started))
         emits.extend(self._drift_emits())
         self._count(emits)
         return emits
+
+    async def on_api_transaction(self, raw: bytes, tx: Transaction, started: float) -> tuple[bytes, list[Emit]]:
+        """One transaction from the HTTP API, already decoded by ``decode``: its decision (the same
+        bytes that go to fraud-decisions) and everything to emit. Raises ScoringFailed."""
+        msg = RawMessage.from_api(tx.user_id.encode(), raw, started)
+        async with self._state_lock:
+            emits = await self._decide([(msg, tx)], started)
+        decision = next((e.value for e in emits if e.topic == self.settings.topics.fraud_decisions), None)
+        if decision is None:  # the one dead letter _plan wrote for it: an API event has no offset to cite
+            letter = json.loads(next(e.value for e in emits if e.topic == self.settings.topics.dead_letters))
+            raise ScoringFailed(letter["error"])
+        emits = [e for e in emits if e.topic != self.settings.topics.dead_letters] + self._drift_emits()
+        self._count(emits)
+        return decision, emits
 
     async def _decide(self, valid: list[tuple[RawMessage, Transaction]], started: float) -> list[Emit]:
         for _ in range(MAX_COMMIT_ATTEMPTS):
@@ -154,7 +182,9 @@ class FraudProcessor:
         for msg, tx in valid:
             stored = loaded.decisions.get(tx.event_id)
             first_source = stored.source if stored else decided_here.get(tx.event_id)
-            if stored and stored.source == msg.source:
+            # The same offset again (a redelivery), or one event sent over both HTTP and Kafka:
+            # the stored decision, byte for byte.
+            if stored and (stored.source == msg.source or API_SOURCE in (stored.source, msg.source)):
                 emits.append(Emit(topics.fraud_decisions, tx.event_id.encode(),
                                   FraudDecision.from_dict(stored.decision).to_json()))
                 self.stats.redelivered += 1

@@ -11,6 +11,9 @@ from schemas.settings import Settings
 log = logging.getLogger(__name__)
 
 
+API_SOURCE = "api"
+
+
 @dataclass(frozen=True)
 class RawMessage:
     topic: str
@@ -20,9 +23,20 @@ class RawMessage:
     value: bytes | None
     timestamp: float | None = None
 
+    @classmethod
+    def from_api(cls, key: bytes, value: bytes, timestamp: float) -> "RawMessage":
+        """An event that came over the HTTP API: no topic, partition or offset."""
+        return cls(API_SOURCE, -1, -1, key, value, timestamp)
+
+    @property
+    def via_api(self) -> bool:
+        return self.partition < 0
+
     @property
     def source(self) -> str:
-        return f"{self.topic}/{self.partition}/{self.offset}"
+        """Where the event came from: the input offset, or ``api`` for every HTTP event (a client
+        retrying the same event_id is then recognised like a redelivered offset)."""
+        return API_SOURCE if self.via_api else f"{self.topic}/{self.partition}/{self.offset}"
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,10 @@ class Metrics:
                          registry=r)
         self.ready = Gauge("streamsense_ready", "1 when partitions are assigned, Redis answers and models are "
                            "loaded", registry=r)
+        self.api_requests = Counter("streamsense_api_requests_total", "HTTP API answers by route and status",
+                                    ["route", "status"], registry=r)
+        self.api_seconds = Histogram("streamsense_api_seconds", "HTTP API request to answer", ["route"],
+                                     buckets=LATENCY_BUCKETS, registry=r)
         self._rolling = river_metrics.RollingROCAUC(window_size=1000)
         self.breaker.labels("redis").set(0.0)
 

@@ -19,6 +19,7 @@ from agents.metrics import Metrics
 from agents.reco_store import RecoStore
 from online_models.reco_engine import MODEL_NAME, RecoEngine
 from schemas.errors import InvalidEvent
+from schemas.records import RecoRequest, Recommendation
 from schemas.settings import Settings
 from schemas.validation import decode_interaction, decode_reco_request
 from streams.popularity import interaction_weight, live_buckets, trending
@@ -101,30 +102,45 @@ class RecoProcessor:
         emits: list[Emit] = []
         valid = self._decode(messages, decode_reco_request, emits)
         kept = await self._claim("q", valid, lambda r: r.request_id, emits)
-        try:
-            seen = await self.store.seen(r.user_id for _, r, _ in kept)
-        except RedisError as exc:  # answer anyway; seen items cannot be excluded
-            log.warning("redis unavailable, answering %d requests without seen items: %s", len(kept), exc)
-            self.metrics.redis_errors.labels("seen").inc()
-            seen = {}
+        seen = await self._seen_or_empty([r.user_id for _, r, _ in kept])
         self.stats.dead_letters += len(emits)
         for _, request, _ in kept:
             self.stats.watermark = max(self.stats.watermark, request.ts)
         if kept and not self.trending:
             await self._refresh_quietly()
         for msg, request, _ in kept:
-            rec = self.engine.recommend(request, seen.get(request.user_id, set()), self.trending,
-                                        generated_at=self.clock())
-            rec = dataclasses.replace(rec, latency_ms=(self.clock() - started) * 1000.0)
-            self.stats.by_strategy[rec.strategy] = self.stats.by_strategy.get(rec.strategy, 0) + 1
+            rec = self._answer(request, seen.get(request.user_id, set()), started, msg.topic)
             emits.append(Emit(self.settings.topics.recommendations, request.user_id.encode(), rec.to_json()))
-            self.metrics.recommendations.labels(rec.strategy).inc()
-            self.metrics.events.labels(msg.topic, "answered").inc()
-            self.metrics.processing.labels("reco").observe(rec.latency_ms / 1000.0)
             if msg.timestamp:
                 self.metrics.end_to_end.labels("reco").observe(max(self.clock() - msg.timestamp, 0.0))
-        self.stats.requests += len(kept)
         return emits
+
+    async def recommend_now(self, request: RecoRequest) -> Recommendation:
+        """A request from the HTTP API: answered like one from reco-requests, returned instead of
+        emitted, and not claimed (a GET may be repeated freely)."""
+        started = self.clock()
+        seen = await self._seen_or_empty([request.user_id])
+        if not self.trending:
+            await self._refresh_quietly()
+        return self._answer(request, seen.get(request.user_id, set()), started, "api")
+
+    async def _seen_or_empty(self, user_ids: list[str]) -> dict[str, set[str]]:
+        try:
+            return await self.store.seen(user_ids)
+        except RedisError as exc:  # answer anyway; seen items cannot be excluded
+            log.warning("redis unavailable, answering %d requests without seen items: %s", len(user_ids), exc)
+            self.metrics.redis_errors.labels("seen").inc()
+            return {}
+
+    def _answer(self, request: RecoRequest, seen: set[str], started: float, source: str) -> Recommendation:
+        rec = self.engine.recommend(request, seen, self.trending, generated_at=self.clock())
+        rec = dataclasses.replace(rec, latency_ms=(self.clock() - started) * 1000.0)
+        self.stats.requests += 1
+        self.stats.by_strategy[rec.strategy] = self.stats.by_strategy.get(rec.strategy, 0) + 1
+        self.metrics.recommendations.labels(rec.strategy).inc()
+        self.metrics.events.labels(source, "answered").inc()
+        self.metrics.processing.labels("reco").observe(rec.latency_ms / 1000.0)
+        return rec
 
     async def _refresh_quietly(self) -> None:
         try:

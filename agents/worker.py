@@ -6,6 +6,7 @@ import logging
 
 import faust
 
+from agents.api import register_api
 from agents.fraud_agents import register_fraud_agents
 from agents.reco_agents import register_reco_agents
 from agents.lifecycle import register_lifecycle
@@ -25,6 +26,7 @@ def build_worker(settings: Settings, **app_overrides: object) -> tuple[Topology,
     register_fraud_agents(topology, settings, runtime)
     register_reco_agents(topology, settings, runtime)
     register_web(topology, runtime)
+    register_api(topology, runtime)
     register_lifecycle(topology, runtime)
     return topology, runtime
 

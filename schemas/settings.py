@@ -121,6 +121,12 @@ class Settings:
     reco_list_ttl_s: int = 3600
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # HTTP API (agents.api): keys as client:scope+scope:sha256hex, comma-separated (streamsense
+    # api-key makes one); none configured means every API call is refused with 401.
+    api_keys: str = ""
+    api_rate_per_s: float = 100.0  # per client, per worker
+    api_burst: int = 200
+    api_reco_cache_ttl_s: float = 5.0  # an identical recommendation request within this is served cached
     data_dir: str = ".streamsense-data"
     seed: int = 42
 

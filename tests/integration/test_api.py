@@ -1,0 +1,131 @@
+"""The HTTP API against one worker on the real broker and Redis: authentication, scopes, limits,
+validation, one decision per event whichever way it arrives, recommendations and their cache,
+and a property test that finds no 5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from agents.dev import start_worker, wait_ready
+from api_client import (api_settings, call, decisions_for, keys, post_score, produce, transaction,
+                        transactions_counted)
+
+pytestmark = pytest.mark.integration
+
+TOKENS, API_KEYS = keys(("payments", "score"), ("shop", "recommend"), ("ops", "admin,score,recommend"),
+                        ("fuzz", "score,recommend"), ("greedy", "score"))
+
+
+@pytest.fixture(scope="module")
+def api(broker, redis_url, tmp_path_factory):
+    log_dir = tmp_path_factory.mktemp("api")
+    settings = api_settings(broker, redis_url, log_dir, API_KEYS, api_rate_per_s=50.0, api_burst=50,
+                            max_event_bytes=4096)
+    proc, port = start_worker(settings, 0, log_dir)
+    with proc:
+        wait_ready(proc, port)
+        yield settings, port
+
+
+def score(port: int, doc: dict | bytes, token: str | None = TOKENS["payments"]):
+    return post_score(port, doc, token)
+
+
+def test_refusals_say_what_is_wrong(api):
+    settings, port = api
+    status, head, body = score(port, transaction("r-1"), token=None)
+    assert (status, body["error"], head.get("WWW-Authenticate")) == (401, "unauthenticated", "Bearer")
+    assert score(port, transaction("r-1"), token="ss_not-a-key")[0] == 401
+    status, _, body = score(port, transaction("r-1"), token=TOKENS["shop"])
+    assert (status, body["error"]) == (403, "forbidden") and "score" in body["message"]
+    status, _, body = score(port, transaction("r-1", amount="12"))
+    assert (status, body["field"]) == (422, "amount")
+    status, _, body = score(port, b'{"event_id": "r-1", "amount": NaN')
+    assert status == 422 and body["error"]
+    status, _, body = score(port, {k: v for k, v in transaction("r-1").items() if k != "merchant_id"})
+    assert (status, body["field"]) == (422, "merchant_id")
+    status, _, body = score(port, json.dumps(transaction("r-1", features={"x": 1.0})).encode() + b" " * 5000)
+    assert (status, body["error"]) == (413, "too_large")
+    status, _, body = call(port, "GET", "/v1/recommendations/u-1?k=lots", TOKENS["shop"])
+    assert (status, body["field"]) == (422, "k")
+    status, _, body = call(port, "GET", "/v1/recommendations/u-1?k=0", TOKENS["shop"])
+    assert (status, body["field"]) == (422, "k")
+    assert call(port, "GET", "/v1/models", TOKENS["payments"])[0] == 403
+    # None of the refused events was decided.
+    assert asyncio.run(transactions_counted(settings, "u-api")) == 0
+
+
+def test_rate_limit_answers_429_with_retry_after(api):
+    _, port = api
+    statuses = [score(port, b"{}", token=TOKENS["greedy"]) for _ in range(70)]
+    limited = [s for s in statuses if s[0] == 429]
+    assert limited and all(s[0] == 422 for s in statuses[:50])
+    assert limited[0][2]["error"] == "rate_limited" and int(limited[0][1]["Retry-After"]) >= 1
+
+
+def test_http_decision_is_the_published_record_and_kafka_copy_is_not_decided_again(api):
+    settings, port = api
+    first = transaction("h-1", user="u-both")
+    status, head, decision = score(port, first)
+    assert status == 200 and decision["event_id"] == "h-1" and decision["decision"] in {"approve", "review", "decline"}
+    assert head["X-Streamsense-Served-By"].endswith(f":{port}")
+    # The client retries over HTTP, then the same event also arrives over Kafka.
+    assert score(port, first)[2] == decision
+    asyncio.run(produce(settings, [first]))
+    # And the other way round: Kafka first, then HTTP.
+    second = transaction("h-2", user="u-both", amount=40.0)
+    asyncio.run(produce(settings, [second]))
+    records = asyncio.run(decisions_for(settings, {"h-1", "h-2"}, at_least=3))
+    by_event = {}
+    for r in records:
+        assert "dead_letter" not in r, r  # the Kafka copy is not a duplicate dead letter
+        by_event.setdefault(r["event_id"], []).append(r)
+    assert len(by_event.get("h-1", [])) >= 1 and len(by_event.get("h-2", [])) >= 1
+    assert by_event["h-1"] and all(r == decision for r in by_event["h-1"])
+    status, _, again = score(port, second)
+    assert status == 200 and again == by_event["h-2"][0]
+    assert len({json.dumps(r, sort_keys=True) for r in by_event["h-2"]}) == 1
+    # State counted each event once.
+    assert asyncio.run(transactions_counted(settings, "u-both")) == 2
+
+
+def test_recommendations_models_and_openapi(api):
+    settings, port = api
+    status, head, reco = call(port, "GET", "/v1/recommendations/u-reco?k=3", TOKENS["shop"])
+    assert status == 200 and reco["user_id"] == "u-reco" and len(reco["items"]) <= 3
+    assert reco["strategy"] in {"personal", "popular", "explore"} and head["X-Streamsense-Cache"] == "miss"
+    status, head, cached = call(port, "GET", "/v1/recommendations/u-reco?k=3", TOKENS["shop"])
+    assert (status, head["X-Streamsense-Cache"], cached) == (200, "hit", reco)
+    assert call(port, "GET", "/v1/recommendations/u-reco?k=4", TOKENS["shop"])[1]["X-Streamsense-Cache"] == "miss"
+    status, _, models = call(port, "GET", "/v1/models", TOKENS["ops"])
+    assert status == 200 and models["fraud"]["model"] and models["recommendations"]["model"] == "biased-mf"
+    status, _, doc = call(port, "GET", "/v1/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.1") and "/v1/score" in doc["paths"]
+
+
+JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=30))
+
+
+@hsettings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=st.one_of(
+    st.binary(max_size=300),
+    st.dictionaries(st.sampled_from(["event_id", "ts", "user_id", "merchant_id", "amount", "currency", "country",
+                                     "channel", "device_id", "features", "extra"]), JSON_SCALARS, max_size=10),
+    st.builds(lambda i, amount, channel, features: transaction(f"p-{i}", user=f"u-p{i % 7}", amount=amount,
+                                                                channel=channel, features=features),
+              st.integers(0, 10 ** 6), st.floats(0, 1e6), st.sampled_from(["web", "app", "pos", "atm", "phone", "x"]),
+              st.dictionaries(st.text(min_size=1, max_size=8), st.floats(-1e9, 1e9), max_size=4))),
+    user=st.text(max_size=40), k=st.text(max_size=6))
+def test_property_no_input_gets_a_5xx(api, body, user, k):
+    _, port = api
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    status, _, answer = score(port, raw, token=TOKENS["fuzz"])
+    assert status < 500, answer
+    assert status in {200, 422, 429}, (status, answer)
+    status, _, answer = call(port, "GET", f"/v1/recommendations/{quote(user, safe='')}?k={quote(k)}", TOKENS["fuzz"])
+    assert status < 500, answer
