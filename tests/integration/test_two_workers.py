@@ -7,18 +7,17 @@ import json
 import os
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from agents.checkpoint_store import RedisCheckpoints
 from agents.embedded import ManagedProcess, create_topics, free_port
 from agents.redis_keys import RedisKeys
 from schemas.settings import Settings, Topics
+from worker_probes import metric, ready
 
 pytestmark = pytest.mark.integration
 
@@ -28,20 +27,6 @@ def start(settings: Settings, name: str, tmp_path: Path) -> tuple[ManagedProcess
     env = {**os.environ, **settings.replace(web_port=port, data_dir=str(tmp_path / name)).to_env()}
     return ManagedProcess(name, [sys.executable, "-m", "agents", "worker", "--loglevel", "info"], env=env,
                           log_dir=tmp_path), port
-
-
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-        text = response.read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def tx(event_id: str, user: str, amount: float, ts: float) -> bytes:

@@ -9,11 +9,9 @@ import os
 import random
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from agents.embedded import ManagedProcess, create_topics
@@ -28,14 +26,6 @@ USERS = 60
 def create_all_topics(settings: Settings) -> None:
     asyncio.run(create_topics(settings.bootstrap_servers, [getattr(settings.topics, n)
                                                            for n in Topics.__dataclass_fields__], settings.partitions))
-
-
-def metric(port: int, name: str, **labels: str) -> float:
-    """The sum of a worker's samples named ``name`` whose labels include ``labels``."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == name and labels.items() <= s.labels.items())
 
 
 def start(settings: Settings, tmp_path: Path, name: str, web_port: int | None = None) -> ManagedProcess:

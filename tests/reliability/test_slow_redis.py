@@ -10,7 +10,8 @@ import time
 import pytest
 
 from schemas.settings import SecretStr, Settings
-from scenario import create_all_topics, first_decisions, metric, produce_steady, start
+from scenario import create_all_topics, first_decisions, produce_steady, start
+from worker_probes import metric
 from delay_proxy import DelayProxy
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,69 @@
+"""Two workers: a request for a user whose partition the other worker owns is answered by the
+owner (forwarded once), and its decision is still one per event, whichever worker or way it came."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from agents.dev import start_worker, wait_ready
+from api_client import api_settings, call, decisions_for, keys, post_score, produce, transaction, transactions_counted
+from worker_probes import metric
+
+pytestmark = pytest.mark.integration
+
+TOKENS, API_KEYS = keys(("payments", "score,recommend"),)
+USERS = [f"u-route-{i}" for i in range(12)]
+
+
+def served_by(port: int, user: str) -> str | None:
+    status, head, _ = call(port, "GET", f"/v1/recommendations/{user}?k=2", TOKENS["payments"])
+    return head.get("X-Streamsense-Served-By") if status == 200 else None
+
+
+def stable_owners(ports: list[int], timeout: float = 90.0) -> dict[str, str]:
+    """Each user's serving worker, once both workers name the same one for every user and the
+    users are spread over both (the group has settled after the second worker joined)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = [{u: served_by(p, u) for u in USERS} for p in ports]
+        if seen[0] == seen[1] and None not in seen[0].values() and len(set(seen[0].values())) == 2:
+            return seen[0]
+        time.sleep(1.0)
+    raise AssertionError(f"owners never settled: {seen}")
+
+
+def test_a_request_to_the_wrong_worker_is_answered_by_the_owner(broker, redis_url, tmp_path):
+    # A short prediction cache TTL keeps the settling probes honest (each asks the owner again).
+    settings = api_settings(broker, redis_url, tmp_path, API_KEYS, api_reco_cache_ttl_s=0.0)
+    (a, port_a), (b, port_b) = start_worker(settings, 0, tmp_path), start_worker(settings, 1, tmp_path)
+    with a, b:
+        wait_ready(a, port_a)
+        wait_ready(b, port_b)
+        owners = stable_owners([port_a, port_b])
+        url = {port_a: f"http://127.0.0.1:{port_a}", port_b: f"http://127.0.0.1:{port_b}"}
+        assert set(owners.values()) == set(url.values())
+        answers = {}
+        for i, user in enumerate(USERS):
+            # Every user's first event to the worker that does not own it, the second to the owner.
+            wrong = port_b if owners[user] == url[port_a] else port_a
+            right = port_a if wrong == port_b else port_b
+            for n, port in enumerate((wrong, right)):
+                status, head, decision = post_score(port, transaction(f"r-{i}-{n}", user=user, amount=10.0 + n),
+                                                    TOKENS["payments"])
+                assert status == 200 and head["X-Streamsense-Served-By"] == owners[user]
+                answers[decision["event_id"]] = decision
+        # One forwarded event also comes over Kafka: still one decision.
+        asyncio.run(produce(settings, [transaction("r-0-0", user=USERS[0], amount=10.0)]))
+        records = asyncio.run(decisions_for(settings, set(answers), at_least=len(answers) + 1))
+        # ... and the worker the API routed that user to is the one that consumes its partition.
+        owner_port = port_a if owners[USERS[0]] == url[port_a] else port_b
+        assert [metric(p, "streamsense_events_total", topic=settings.topics.transactions, outcome="redelivered")
+                for p in (owner_port, port_a + port_b - owner_port)] == [1.0, 0.0]
+        assert not [r for r in records if "dead_letter" in r]
+        assert all(r == answers[r["event_id"]] for r in records) and {r["event_id"] for r in records} == set(answers)
+        # The owner kept every user's state: two events each, counted once.
+        counts = {u: asyncio.run(transactions_counted(settings, u)) for u in USERS}
+        assert counts == {u: 2 for u in USERS}
