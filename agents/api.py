@@ -3,7 +3,8 @@ implementation of features or models):
 
 - ``POST /v1/score`` (scope score): one transaction; the answer is its decision, the same record
   that goes to fraud-decisions (published before the answer). An event_id sent over HTTP, Kafka or
-  both is decided once: whichever way comes second gets the stored decision.
+  both is decided once: whichever way comes second gets the stored decision. Requests that arrive
+  together are decided together (agents.api_batching).
 - ``GET /v1/recommendations/{user_id}?k=N`` (scope recommend): top-K with the strategy used;
   identical requests within ``api_reco_cache_ttl_s`` are answered from a cache while the model
   version is unchanged (``X-Streamsense-Cache: hit``).
@@ -36,14 +37,16 @@ import uuid
 from typing import Awaitable, Callable
 
 import aiohttp
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from faust.web import Request, Response, View
 from redis.exceptions import RedisError
 from yarl import URL
 
 from agents.api_auth import ApiError, ApiKeys, RateLimiter
+from agents.api_batching import ScoreBatcher
 from agents.api_openapi import openapi_document
-from agents.batching import emit_all
+from agents.batching import send_all
 from agents.fraud_processor import ScoringFailed
 from agents.prediction_cache import PredictionCache
 from agents.runtime import Runtime
@@ -88,6 +91,8 @@ class Api:
         self.keys = ApiKeys.parse(s.api_keys)
         self.limiter = RateLimiter(s.api_rate_per_s, s.api_burst)
         self.cache = PredictionCache(s.api_reco_cache_ttl_s)
+        self.batcher = ScoreBatcher(lambda items, started: runtime.processor.on_api_transactions(items, started),
+                                    lambda emits: send_all(self.app, emits))
         self.forward_mark = hmac.new(s.signing_key.get_secret_value().encode(), b"streamsense-api-forward",
                                      hashlib.sha256).hexdigest().encode()
 
@@ -170,13 +175,12 @@ class Api:
         if routed is not None:
             return routed
         try:
-            decision, emits = await processor.on_api_transaction(body, tx, started)
+            decision = await self.batcher.submit(body, tx, started)
         except ScoringFailed as exc:
             raise ApiError(500, "scoring_failed", f"feature or model code failed for this event: {exc}") from None
-        except (RuntimeError, RedisError) as exc:
-            raise ApiError(503, "unavailable", f"could not commit the decision: {exc}",
+        except (RuntimeError, RedisError, KafkaError) as exc:
+            raise ApiError(503, "unavailable", f"could not commit or publish the decision: {exc}",
                            headers={"Retry-After": "1"}) from None
-        await emit_all(self.app, emits)  # on fraud-decisions before the caller hears of it
         return web.bytes(decision, content_type="application/json", headers={SERVED_BY: self.me})
 
     async def recommendations(self, web: View, request: Request, forwarded: bool, user_id: str) -> Response:

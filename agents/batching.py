@@ -29,10 +29,15 @@ def raw_message(event: faust.EventT) -> RawMessage:
     return RawMessage(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
 
 
+async def send_all(app: faust.App, emits: Sequence[Emit]) -> Awaitable[list]:
+    """Hand every output to the producer, in order; the result resolves once the broker has them all."""
+    pending = [await app.producer.send(e.topic, e.key, e.value, None, None, None) for e in emits]
+    return asyncio.gather(*pending)
+
+
 async def emit_all(app: faust.App, emits: Sequence[Emit]) -> None:
     """Send every output and wait until the broker has them, before the batch is acked."""
-    pending = [await app.producer.send(e.topic, e.key, e.value, None, None, None) for e in emits]
-    await asyncio.gather(*pending)
+    await (await send_all(app, emits))
 
 
 async def guarded(handle: Callable[[list[RawMessage]], Awaitable[list[Emit]]], messages: list[RawMessage],

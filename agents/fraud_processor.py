@@ -11,7 +11,7 @@ decided (a backlog, a replay) is parked and learned when the decision is committ
 
 Redis unreachable: events are still scored, from empty state, flagged ``degraded``.
 
-The HTTP API (``on_api_transaction``) goes through the same code. An event_id that arrives both
+The HTTP API (``on_api_transactions``) goes through the same code. An event_id that arrives both
 ways is decided once: whichever comes second gets the stored decision. Batches and API events
 take turns (one lock), so two of them never read and write the same user's state at once.
 """
@@ -124,19 +124,26 @@ class FraudProcessor:
         self._count(emits)
         return emits
 
-    async def on_api_transaction(self, raw: bytes, tx: Transaction, started: float) -> tuple[bytes, list[Emit]]:
-        """One transaction from the HTTP API, already decoded by ``decode``: its decision (the same
-        bytes that go to fraud-decisions) and everything to emit. Raises ScoringFailed."""
-        msg = RawMessage.from_api(tx.user_id.encode(), raw, started)
+    async def on_api_transactions(self, items: Sequence[tuple[bytes, Transaction]], started: float
+                                  ) -> tuple[list[bytes | ScoringFailed], list[Emit]]:
+        """Transactions from the HTTP API, already decoded by ``decode``, with distinct event_ids:
+        each one's decision (the bytes that go to fraud-decisions) or ScoringFailed, and everything
+        to emit."""
+        messages = [(RawMessage.from_api(tx.user_id.encode(), raw, started, index=i), tx)
+                    for i, (raw, tx) in enumerate(items)]
         async with self._state_lock:
-            emits = await self._decide([(msg, tx)], started)
-        decision = next((e.value for e in emits if e.topic == self.settings.topics.fraud_decisions), None)
-        if decision is None:  # the one dead letter _plan wrote for it: an API event has no offset to cite
-            letter = json.loads(next(e.value for e in emits if e.topic == self.settings.topics.dead_letters))
-            raise ScoringFailed(letter["error"])
-        emits = [e for e in emits if e.topic != self.settings.topics.dead_letters] + self._drift_emits()
+            emits = await self._decide(messages, started)
+        topics = self.settings.topics
+        decisions = {e.key: e.value for e in emits if e.topic == topics.fraud_decisions}
+        # A dead letter here is a scoring failure; an API event has no offset to cite, so the
+        # caller gets the error instead.
+        failures = {letter["offset"]: ScoringFailed(letter["error"]) for letter in
+                    (json.loads(e.value) for e in emits if e.topic == topics.dead_letters)}
+        answers = [decisions.get(tx.event_id.encode()) or failures.get(i) or ScoringFailed("no decision")
+                   for i, (_, tx) in enumerate(items)]
+        emits = [e for e in emits if e.topic != topics.dead_letters] + self._drift_emits()
         self._count(emits)
-        return decision, emits
+        return answers, emits
 
     async def _decide(self, valid: list[tuple[RawMessage, Transaction]], started: float) -> list[Emit]:
         for _ in range(MAX_COMMIT_ATTEMPTS):

@@ -24,9 +24,10 @@ class RawMessage:
     timestamp: float | None = None
 
     @classmethod
-    def from_api(cls, key: bytes, value: bytes, timestamp: float) -> "RawMessage":
-        """An event that came over the HTTP API: no topic, partition or offset."""
-        return cls(API_SOURCE, -1, -1, key, value, timestamp)
+    def from_api(cls, key: bytes, value: bytes, timestamp: float, index: int = 0) -> "RawMessage":
+        """An event that came over the HTTP API: no topic or partition; ``index`` is its place in
+        the batch of API events (what a dead letter cites as the offset)."""
+        return cls(API_SOURCE, -1, index, key, value, timestamp)
 
     @property
     def via_api(self) -> bool:
