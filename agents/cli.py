@@ -89,12 +89,22 @@ def cmd_api_key(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
     if args.what == "ranking":
         from agents.bench import bench_ranking, print_ranking
 
         print_ranking(bench_ranking(candidates=args.candidates, requests=args.requests))
         return 0
-    import json
+    if args.what == "api":
+        from agents.bench_api import print_api, run_api_bench
+
+        result = run_api_bench(rate=args.api_rate, seconds=args.seconds)
+        print_api(result)
+        if args.json:
+            with open(args.json, "w") as out:
+                json.dump(result, out, indent=1)
+        return 0
 
     from agents.bench_pipeline import run_pipeline
     from agents.bench_report import SCENARIOS, print_pipeline
@@ -170,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     api_key.set_defaults(func=cmd_api_key)
 
     bench = sub.add_parser("bench", help="measure hot paths side by side (see BENCHMARKS.md)")
-    bench.add_argument("what", choices=["ranking", "pipeline"],
-                       help="ranking: one recommendation answer; pipeline: both paths against bare and naive Faust")
+    bench.add_argument("what", choices=["ranking", "pipeline", "api"],
+                       help="ranking: one recommendation answer; pipeline: both paths against bare and naive Faust; "
+                            "api: the HTTP API at a fixed request rate")
     bench.add_argument("--candidates", type=int, default=1000, help="ranking: candidate items")
     bench.add_argument("--requests", type=int, default=300, help="ranking: requests timed")
     bench.add_argument("--events", type=int, default=20_000, help="pipeline: backlog per throughput run")
@@ -181,7 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--memory-users", type=int, default=100_000, help="pipeline: distinct users (0: skip)")
     bench.add_argument("--soak-seconds", type=float, default=600.0, help="pipeline: RSS soak length (0: skip)")
     bench.add_argument("--only", default=None, help="pipeline: comma-separated subset of ceiling,naive,fraud,reco")
-    bench.add_argument("--json", default=None, help="pipeline: also write the figures to this file")
+    bench.add_argument("--api-rate", type=float, default=200.0, help="api: requests/s offered per endpoint")
+    bench.add_argument("--seconds", type=float, default=30.0, help="api: seconds per endpoint")
+    bench.add_argument("--json", default=None, help="pipeline, api: also write the figures to this file")
     bench.set_defaults(func=cmd_bench)
     return parser
 

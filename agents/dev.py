@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from agents.api_auth import new_api_key
 from agents.dashboard import Figures, follow, summary
 from agents.embedded import EmbeddedStack, ManagedProcess, create_topics, free_port
 from agents.reco_traffic import RecoTrafficSimulator
@@ -93,14 +94,18 @@ def run_dev(settings: Settings, *, rate: float = 300.0, seed: int = 42, duration
     print(f"streamsense dev: logs in {log_dir}", file=sys.stderr)
     with EmbeddedStack(log_dir=log_dir) as stack:
         # Simulated time runs ~2,000x faster: models are published every second, not every ten.
+        token, api_key = new_api_key("dev", ["score", "recommend", "admin"])  # a key for this run only
         settings = settings.replace(bootstrap_servers=stack.bootstrap, redis_url=SecretStr(stack.redis_url),
-                                    label_horizon_s=SIMULATED_LABEL_HORIZON_S, checkpoint_interval_s=1.0)
+                                    label_horizon_s=SIMULATED_LABEL_HORIZON_S, checkpoint_interval_s=1.0,
+                                    api_keys=",".join(filter(None, (settings.api_keys, api_key))))
         asyncio.run(create_topics(settings.bootstrap_servers, all_topics(settings), settings.partitions))
         started = [start_worker(settings, i, log_dir) for i in range(workers)]
         procs = [proc for proc, _ in started]
         print("streamsense dev: waiting for the worker(s) to join their group...", file=sys.stderr)
         for proc, port in started:
             wait_ready(proc, port)
+        print(f"streamsense dev: HTTP API on http://127.0.0.1:{started[0][1]}/v1/ with this run's key:\n"
+              f"  curl -H 'Authorization: Bearer {token}' http://127.0.0.1:{started[0][1]}/v1/models", file=sys.stderr)
         try:
             figures = asyncio.run(live(settings, rate=rate, seed=seed, duration=duration))
         finally:
