@@ -27,6 +27,9 @@ from streams.popularity import interaction_weight, live_buckets, trending
 log = logging.getLogger(__name__)
 
 
+MAX_LISTED = 100_000  # users whose last list refresh is remembered
+
+
 class DuplicateMessage(InvalidEvent):
     """An interaction or request id already carried by another input offset."""
 
@@ -50,6 +53,7 @@ class RecoProcessor:
         self.metrics = metrics or Metrics()
         self.stats = RecoStats()
         self.trending: list[tuple[str, float]] = []
+        self._listed: dict[str, float] = {}  # user -> when their cached list was last ranked
 
     def _decode(self, messages, decode, emits: list[Emit]) -> list:
         valid = []
@@ -87,15 +91,26 @@ class RecoProcessor:
             self.stats.watermark = max(self.stats.watermark, it.ts)
         if kept and not self.trending:
             await self._refresh_quietly()
-        k = self.settings.reco_default_k
+        k, now = self.settings.reco_default_k, self.clock()
         lists = {user: self.engine.rank(user, k, seen[user], len(seen[user]), self.trending)[1]
-                 for user in {it.user_id for _, it in kept}}
+                 for user in {it.user_id for _, it in kept} if self._list_due(user, now)}
         await self.store.record(recorded, lists)
         self.stats.interactions += len(kept)
         self.metrics.events.labels(self.settings.topics.interactions, "learned").inc(len(kept))
         self.metrics.model_version.labels(MODEL_NAME).set(self.engine.recommender.n_learned)
         self.stats.dead_letters += len(emits)
         return emits
+
+    def _list_due(self, user_id: str, now: float) -> bool:
+        """Whether the user's cached list is older than ``reco_list_refresh_s`` (and so is re-ranked now)."""
+        interval = self.settings.reco_list_refresh_s
+        last = self._listed.get(user_id)
+        if last is not None and now - last < interval:
+            return False
+        if len(self._listed) >= MAX_LISTED:  # bounded: forget users whose lists are due anyway
+            self._listed = {u: t for u, t in self._listed.items() if now - t < interval}
+        self._listed[user_id] = now
+        return True
 
     async def on_requests(self, messages: Sequence[RawMessage]) -> list[Emit]:
         started = self.clock()

@@ -119,6 +119,9 @@ class Settings:
     reco_explore_share: float = 0.05  # share of answers that explore (logged as strategy "explore")
     reco_trending_half_life_s: float = 6 * 3600.0
     reco_list_ttl_s: int = 3600
+    # A user's cached list is re-ranked at most this often (ranking is the path's biggest cost per
+    # interaction); 0 re-ranks on every interaction.
+    reco_list_refresh_s: float = 5.0
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     # HTTP API (agents.api): keys as client:scope+scope:sha256hex, comma-separated (streamsense
