@@ -147,7 +147,7 @@ class Api:
                 passed = {h: answer.headers[h] for h in PASSED_BACK if h in answer.headers}
                 return web.bytes(payload, content_type=answer.content_type, status=answer.status, headers=passed)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            log.warning("owner %s unreachable (%s); serving %s here", owner, exc, request.path)
+            log.warning("owner %s unreachable (%s); serving this %s request here", owner, exc, request.method)
             return None
 
     async def routed(self, web: View, request: Request, forwarded: bool, topic: str, user_id: str,

@@ -1,20 +1,48 @@
-"""Canary user ids never reach Redis (keys or values), the worker's logs, or its metrics."""
+"""Canary user ids never reach Redis (keys or values), the worker's logs, or its metrics, whether
+they come over Kafka or the HTTP API."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
+from agents.api_auth import new_api_key
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
 CANARY = "canary-9f1c2e"
+TOKEN, API_KEY = new_api_key("privacy", ["score", "recommend"])
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.replace(api_keys=API_KEY)
+
+
+def api_calls(settings: Settings) -> list[int]:
+    """A decision, a refused body and a recommendation for canary users over HTTP: their statuses."""
+    base, now = f"http://127.0.0.1:{settings.web_port}", time.time()
+    calls = [("/v1/score", {"event_id": "api-c", "ts": now, "user_id": f"{CANARY}-api", "merchant_id": "shop",
+                            "amount": 5.0, "currency": "EUR", "country": "FR", "channel": "app"}),
+             ("/v1/score", {"event_id": "api-bad", "user_id": f"{CANARY}-api", "amount": -1}),
+             (f"/v1/recommendations/{CANARY}-1?k=3", None)]
+    statuses = []
+    for path, doc in calls:
+        request = urllib.request.Request(base + path, data=json.dumps(doc).encode() if doc else None,
+                                         headers={"Authorization": f"Bearer {TOKEN}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                statuses.append(response.status)
+        except urllib.error.HTTPError as exc:
+            statuses.append(exc.code)
+    return statuses
 
 
 async def traffic(settings: Settings) -> None:
@@ -72,6 +100,7 @@ async def redis_hits(settings: Settings) -> tuple[list[str], int]:
 
 def test_canary_user_ids_appear_in_no_redis_key_or_value_log_line_or_metric(settings: Settings, worker) -> None:
     asyncio.run(traffic(settings))
+    assert api_calls(settings) == [200, 422, 200]
     with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=2) as response:
         metrics = response.read().decode()
     hits, scanned = asyncio.run(redis_hits(settings))
