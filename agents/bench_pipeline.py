@@ -33,6 +33,7 @@ import redis
 
 from agents.bench_io import (Message, cpu_seconds, distinct_user_traffic, fraud_traffic, paced, preload,
                              processed, read_back, reco_traffic, rss_bytes)
+from agents.bench_alone import alone
 from agents.bench_report import SCENARIOS
 from agents.dev import all_topics, start_worker, wait_ready
 from agents.embedded import EmbeddedStack, ManagedProcess, create_topics, free_port
@@ -117,6 +118,13 @@ class Bench:
             return self._poll_worker(proc, settings, [getattr(settings.topics, a) for a in inputs], expect, timeout)
         finally:
             proc.stop()
+
+    def alone(self, scenario: str, messages: list[Message]) -> Throughput:
+        """The same messages through the processor alone, in this process (agents.bench_alone)."""
+        settings = self.settings(f"{scenario}-alone")
+        self.redis.flushall()
+        events, seconds, cpu = alone(scenario, settings, messages)
+        return Throughput(events, seconds, cpu)
 
     @staticmethod
     def _wait_report(proc: ManagedProcess, report: Path, timeout: float) -> dict:
@@ -270,10 +278,13 @@ def run_pipeline(*, events: int = 20_000, naive_events: int = 3_000, runs: int =
                    "reco": list(reco_traffic(events, seed))}
         for run in range(runs):  # interleaved, so slow phases of a noisy machine hit every scenario
             for scenario in only:
-                t = bench.throughput(scenario, traffic[scenario])
-                result["throughput"].setdefault(scenario, []).append(dataclasses.asdict(t) | {"rate": t.rate})
-                print(f"  run {run + 1}/{runs} {scenario:8s} {t.rate:9,.0f} events/s  "
-                      f"{t.cpu_per_1k:.3f} CPU s/1k", file=sys.stderr)
+                measured = [(scenario, bench.throughput(scenario, traffic[scenario]))]
+                if scenario in ("fraud", "reco"):
+                    measured.append((f"{scenario}-alone", bench.alone(scenario, traffic[scenario])))
+                for name, t in measured:
+                    result["throughput"].setdefault(name, []).append(dataclasses.asdict(t) | {"rate": t.rate})
+                    print(f"  run {run + 1}/{runs} {name:12s} {t.rate:9,.0f} events/s  "
+                          f"{t.cpu_per_1k:.3f} CPU s/1k", file=sys.stderr)
         n = int(rate * latency_s)
         paced_traffic = {"ceiling": list(fraud_traffic(n, seed + 1, labels=False)),
                          "naive": list(fraud_traffic(n, seed + 1, labels=False)),

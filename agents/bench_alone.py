@@ -1,0 +1,58 @@
+"""The processors alone: the batches a worker would take, handed straight to the fraud or the
+recommendation processor in the benchmark's own process, against the same Redis (no Faust, no
+Kafka). What Faust adds is the difference between this figure and the worker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+from redis.asyncio import Redis
+
+from agents.bench_io import Message
+from agents.fraud_processor import FraudProcessor
+from agents.fraud_store import FraudStore
+from agents.messages import RawMessage
+from agents.reco_processor import RecoProcessor
+from agents.reco_store import RecoStore
+from agents.redis_keys import RedisKeys
+from online_models.engine import FraudEngine
+from online_models.reco_engine import RecoEngine
+from schemas.settings import Settings
+
+BATCH = 500
+COUNTED = {"fraud": ("transactions",), "reco": ("interactions", "reco_requests")}  # as the worker's figure
+
+
+def _handlers(scenario: str, settings: Settings, redis: Redis) -> dict:
+    keys = RedisKeys.from_settings(settings)
+    if scenario == "fraud":
+        fraud = FraudProcessor(settings, FraudEngine(settings), FraudStore(redis, keys, settings))
+        return {"transactions": fraud.on_transactions, "fraud_labels": fraud.on_labels}
+    reco = RecoProcessor(settings, RecoEngine(settings), RecoStore(redis, keys, settings))
+    return {"interactions": reco.on_interactions, "reco_requests": reco.on_requests}
+
+
+async def run_alone(scenario: str, settings: Settings, messages: list[Message]) -> tuple[int, float, float]:
+    """(events counted, wall seconds, CPU seconds of this process) for ``messages`` in batches of
+    up to ``BATCH`` consecutive messages of one topic, in order."""
+    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    handlers = _handlers(scenario, settings, redis)
+    raw = [(attr, RawMessage(getattr(settings.topics, attr), 0, i, key, value, None))
+           for i, (attr, key, value) in enumerate(messages)]
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for attr, group in itertools.groupby(raw, key=lambda m: m[0]):
+            group = [m for _, m in group]
+            for i in range(0, len(group), BATCH):
+                await handlers[attr](group[i:i + BATCH])
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        await redis.aclose()
+    return sum(1 for attr, _, _ in messages if attr in COUNTED[scenario]), wall, cpu
+
+
+def alone(scenario: str, settings: Settings, messages: list[Message]) -> tuple[int, float, float]:
+    return asyncio.run(run_alone(scenario, settings, messages))
