@@ -15,7 +15,7 @@ from agents.runtime import Runtime
 from agents.web import register_web
 from online_models.engine import FraudEngine
 from online_models.reco_engine import RecoEngine
-from schemas.settings import Settings
+from schemas.settings import Settings, SettingsError
 from streams.app import Topology, make_app
 
 
@@ -33,10 +33,21 @@ def build_worker(settings: Settings, **app_overrides: object) -> tuple[Topology,
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run until SIGTERM / Ctrl-C. Blocks."""
+    use_event_loop(settings.event_loop)
     topology, _ = build_worker(settings)
     logging.getLogger("streamsense").info("starting worker %s against %s", settings.app_id,
                                           settings.bootstrap_servers)
     faust_worker(topology.app, loglevel, logging_config(settings.log_format, loglevel)).execute_from_commandline()
+
+
+def use_event_loop(name: str) -> None:
+    """Install the event loop the worker runs on, before anything creates one."""
+    if name == "uvloop":
+        import uvloop
+
+        uvloop.install()
+    elif name != "asyncio":
+        raise SettingsError(f"event_loop must be asyncio or uvloop, not {name!r}")
 
 
 def faust_worker(app: faust.App, loglevel: str, logging_config: dict | None = None) -> faust.Worker:

@@ -111,6 +111,7 @@ class Settings:
     # A batch whose Redis read plus write take longer than this counts as a Redis failure for the
     # circuit breaker: a slow Redis opens it like a dead one, so decisions stop waiting on it.
     redis_slow_call_s: float = 0.25
+    event_loop: str = "asyncio"  # or "uvloop"
     log_format: str = "text"  # "json": one JSON object per line
     checkpoint_interval_s: float = 10.0  # models are checkpointed this often when they have learned
     # Recommendations
