@@ -36,18 +36,21 @@ def _handlers(scenario: str, settings: Settings, redis: Redis) -> dict:
 
 
 async def run_alone(scenario: str, settings: Settings, messages: list[Message]) -> tuple[int, float, float]:
-    """(events counted, wall seconds, CPU seconds of this process) for ``messages`` in batches of
-    up to ``BATCH`` consecutive messages of one topic, in order."""
+    """(events counted, wall seconds, CPU seconds of this process) for ``messages``: each topic's
+    messages in batches of up to ``BATCH``, the topics taking turns (a worker's agents take
+    batches from each topic side by side)."""
     redis = Redis.from_url(settings.redis_url.get_secret_value())
     handlers = _handlers(scenario, settings, redis)
-    raw = [(attr, RawMessage(getattr(settings.topics, attr), 0, i, key, value, None))
-           for i, (attr, key, value) in enumerate(messages)]
+    by_topic: dict[str, list[RawMessage]] = {}
+    for i, (attr, key, value) in enumerate(messages):
+        by_topic.setdefault(attr, []).append(RawMessage(getattr(settings.topics, attr), 0, i, key, value, None))
+    rounds = itertools.zip_longest(*([(attr, ms[i:i + BATCH]) for i in range(0, len(ms), BATCH)]
+                                     for attr, ms in by_topic.items()))
     try:
         wall, cpu = time.perf_counter(), time.process_time()
-        for attr, group in itertools.groupby(raw, key=lambda m: m[0]):
-            group = [m for _, m in group]
-            for i in range(0, len(group), BATCH):
-                await handlers[attr](group[i:i + BATCH])
+        for batches in rounds:
+            for attr, batch in filter(None, batches):
+                await handlers[attr](batch)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
         await redis.aclose()

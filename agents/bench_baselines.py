@@ -21,7 +21,7 @@ import time
 
 import faust
 
-from agents.worker import faust_worker
+from agents.worker import faust_worker, use_event_loop
 from schemas.settings import Settings
 from streams.app import make_app
 
@@ -105,6 +105,7 @@ APPS = {"ceiling": ceiling_app, "naive": naive_app}
 
 def main(kind: str) -> None:
     settings = Settings.from_env()
+    use_event_loop(settings.event_loop)  # like for like: the same loop as the worker measured beside it
     report = Report(os.environ["BENCH_REPORT"], int(os.environ["BENCH_EXPECT"]))
     app = APPS[kind](settings, report)
     faust_worker(app, "warning").execute_from_commandline()

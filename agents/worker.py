@@ -41,7 +41,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
 
 def use_event_loop(name: str) -> None:
-    """Install the event loop the worker runs on, before anything creates one."""
+    """Install the event loop the worker (and the benchmark's baselines) run on, before anything
+    creates one."""
     if name == "uvloop":
         import uvloop
 
