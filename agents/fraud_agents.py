@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import faust
-from redis.exceptions import RedisError
 
 from agents.batching import emit_all, run_batches
 from agents.runtime import Runtime
+from agents.timers import resilient_timer
 from schemas.settings import Settings
 from streams.app import Topology
-
-log = logging.getLogger(__name__)
 
 
 def register_fraud_agents(topology: Topology, settings: Settings, runtime: Runtime) -> None:
@@ -33,9 +29,6 @@ def register_fraud_agents(topology: Topology, settings: Settings, runtime: Runti
         await run_batches(app, stream, lambda batch: runtime.learner.on_examples(batch), settings, "learn",
                           runtime.metrics)
 
-    @app.timer(interval=1.0)
+    @resilient_timer(app, 1.0, "expiring unlabelled decisions")
     async def expire_unlabelled() -> None:
-        try:
-            await emit_all(app, await runtime.processor.expire_unlabelled())
-        except RedisError as exc:
-            log.warning("expiring unlabelled decisions failed, will retry: %s", exc)
+        await emit_all(app, await runtime.processor.expire_unlabelled())

@@ -15,11 +15,11 @@ import time
 
 import faust
 from faust.exceptions import ConsumerNotStarted
-from redis.exceptions import RedisError
 
 from typing import TYPE_CHECKING
 
 from agents.checkpoint_store import RedisCheckpoints
+from agents.timers import resilient_timer
 from online_models.checkpoints import CheckpointRejected
 from streams.app import Topology
 
@@ -86,17 +86,10 @@ class ModelLifecycle:
 def register_lifecycle(topology: Topology, runtime: "Runtime") -> None:
     app, settings = topology.app, runtime.settings
 
-    # A timer that raises crashes the whole Faust app: a Redis outage must only delay these.
-    @app.timer(interval=settings.checkpoint_interval_s)
+    @resilient_timer(app, settings.checkpoint_interval_s, "publishing the model checkpoint")
     async def publish_model() -> None:
-        try:
-            await runtime.lifecycle.publish_if_learned()
-        except (RedisError, OSError) as exc:
-            log.warning("publishing the model checkpoint failed, will retry: %s", exc)
+        await runtime.lifecycle.publish_if_learned()
 
-    @app.timer(interval=FOLLOW_INTERVAL_S)
+    @resilient_timer(app, FOLLOW_INTERVAL_S, "reading the model registry (the current model is served)")
     async def follow_model() -> None:
-        try:
-            await runtime.lifecycle.follow()
-        except (RedisError, OSError) as exc:
-            log.warning("reading the model registry failed, serving the current model: %s", exc)
+        await runtime.lifecycle.follow()

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import faust
-from redis.exceptions import RedisError
 
 from agents.batching import run_batches
 from agents.runtime import Runtime
+from agents.timers import resilient_timer
 from schemas.settings import Settings
 from streams.app import Topology
-
-log = logging.getLogger(__name__)
 
 TRENDING_REFRESH_S = 2.0
 
@@ -30,9 +26,6 @@ def register_reco_agents(topology: Topology, settings: Settings, runtime: Runtim
         await run_batches(app, stream, lambda batch: runtime.reco.on_requests(batch), settings, "batch",
                           runtime.metrics)
 
-    @app.timer(interval=TRENDING_REFRESH_S)
+    @resilient_timer(app, TRENDING_REFRESH_S, "refreshing trending items (the previous list is served)")
     async def refresh_trending() -> None:
-        try:
-            await runtime.reco.refresh_trending()
-        except RedisError as exc:
-            log.warning("refreshing trending items failed, serving the previous list: %s", exc)
+        await runtime.reco.refresh_trending()

@@ -8,6 +8,7 @@ import faust
 from faust.web import Request, Response, View
 
 from agents.runtime import Runtime
+from agents.timers import resilient_timer
 from streams.app import Topology
 
 LAG_INTERVAL_S = 2.0
@@ -41,11 +42,14 @@ def register_web(topology: Topology, runtime: Runtime) -> None:
         state = await readiness(app, runtime)
         return web.json(state, status=200 if state["ready"] else 503)
 
-    @app.timer(interval=LAG_INTERVAL_S)
+    @resilient_timer(app, LAG_INTERVAL_S, "sampling consumer lag")
     async def sample_lag() -> None:
         consumer = app.consumer
         for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:  # not fetched yet, or just assigned in a rebalance
+                continue
             # Faust keeps the last offset it read per partition; the lag is what lies beyond it.
             read = consumer._read_offset.get(tp)  # noqa: SLF001 - no public accessor in Faust 0.15
             position = (read + 1) if read is not None else (consumer._committed_offset.get(tp) or 0)  # noqa: SLF001
-            runtime.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(consumer.highwater(tp) - position, 0))
+            runtime.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
