@@ -73,7 +73,11 @@ async def scenario(settings: Settings, ports: list[int]) -> tuple[dict[str, str]
                     if doc["event_id"].startswith("probe"):
                         versions[doc["event_id"]] = doc["model_version"]
         per_worker = [metric(p, "streamsense_decisions_total") - b for p, b in zip(ports, decided_before)]
-        published = {h.get("model_version") for h in await store.headers("fraud")}
+        # The learner decides with its live model and publishes it at the next checkpoint interval.
+        published, deadline = set(), time.monotonic() + 5 * settings.checkpoint_interval_s + 5
+        while not set(versions.values()) <= published and time.monotonic() < deadline:
+            published = {h.get("model_version") for h in await store.headers("fraud")}
+            await asyncio.sleep(0.5)
         return versions, {"header": header, "per_worker": per_worker, "published": published}
     finally:
         await redis.aclose()
