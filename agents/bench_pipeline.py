@@ -260,7 +260,20 @@ class Bench:
         start, middle, end = (statistics.median(r for _, r in part) for part in
                               (samples[:max(third, 1)], samples[third:2 * third] or samples, samples[-max(third, 1):]))
         return {"seconds": seconds, "rate": rate, "users": users, "sent": sent, "rss_start": start,
-                "rss_middle": middle, "rss_end": end, "growth": end / start - 1}
+                "rss_middle": middle, "rss_end": end, "growth": end / start - 1,
+                "rss_by_minute": rss_by_minute(samples)}
+
+
+def rss_by_minute(samples: list[tuple[float, int]]) -> list[int]:
+    """Median RSS of each whole minute of (seconds, bytes) samples: the curve shows a plateau or a leak.
+
+    >>> rss_by_minute([(1, 10), (30, 12), (59, 11), (61, 20), (90, 22)])
+    [11, 21]
+    """
+    minutes: dict[int, list[int]] = {}
+    for t, rss in samples:
+        minutes.setdefault(int(t // 60), []).append(rss)
+    return [int(statistics.median(minutes[m])) for m in sorted(minutes)]
 
 
 # -- the whole run -----------------------------------------------------------------------------------

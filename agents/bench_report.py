@@ -83,3 +83,4 @@ def print_pipeline(result: dict) -> None:
               f"{s['rss_start'] / 2 ** 20:.1f} MiB, middle {s['rss_middle'] / 2 ** 20:.1f}, end "
               f"{s['rss_end'] / 2 ** 20:.1f} ({s['growth']:+.1%}; target within 10%: "
               f"{'met' if abs(s['growth']) <= 0.10 else 'MISSED'})")
+        print("  RSS by minute (MiB): " + " ".join(f"{r / 2 ** 20:.0f}" for r in s.get("rss_by_minute", [])))
