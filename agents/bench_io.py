@@ -8,15 +8,14 @@ import itertools
 import json
 import os
 import random
-import re
 import time
-import urllib.request
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from agents.pacing import Pacer
+from agents.probes import metric
 from agents.reco_traffic import RecoTrafficSimulator
 from agents.traffic import TrafficSimulator
 from schemas.settings import Settings
@@ -150,12 +149,6 @@ def rss_bytes(pid: int) -> int:
 
 def processed(port: int, topics: Iterable[str]) -> int:
     """Input messages a streamsense worker has finished, from its /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
     wanted = set(topics)
-    total = 0
-    for m in re.finditer(r'^streamsense_events_total\{([^}]*)\} ([0-9.e+]+)$', text, re.M):
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        if labels.get("topic") in wanted and labels.get("outcome") != "parked":
-            total += int(float(m.group(2)))
-    return total
+    return int(metric(port, "streamsense_events_total",
+                      where=lambda labels: labels.get("topic") in wanted and labels.get("outcome") != "parked"))

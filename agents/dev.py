@@ -13,12 +13,12 @@ import signal
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from agents.api_auth import new_api_key
 from agents.dashboard import Figures, follow, summary
 from agents.embedded import EmbeddedStack, ManagedProcess, create_topics, free_port
+from agents.probes import ready
 from agents.reco_traffic import RecoTrafficSimulator
 from agents.simulator import Truth, publish, publish_reco, simulation_start
 from agents.traffic import SIMULATED_LABEL_HORIZON_S, TrafficSimulator
@@ -53,12 +53,8 @@ def wait_ready(proc: ManagedProcess, port: int, timeout: float = 60.0) -> None:
     system looks like."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.alive():
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
+        if ready(port, timeout=1.0):
+            return
         time.sleep(0.3)
     print(f"streamsense dev: {proc.name} not ready after {timeout:.0f} s; see {proc.log_path}", file=sys.stderr)
 

@@ -10,7 +10,7 @@ import pytest
 
 from agents.dev import start_worker, wait_ready
 from api_client import api_settings, call, decisions_for, keys, post_score, produce, transaction, transactions_counted
-from worker_probes import metric
+from agents.probes import metric
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from agents.checkpoint_store import RedisCheckpoints
 from agents.embedded import ManagedProcess, create_topics, free_port
 from agents.redis_keys import RedisKeys
 from schemas.settings import Settings, Topics
-from worker_probes import metric, ready
+from agents.probes import metric, ready
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from agents.bench_io import rss_bytes
 from schemas.settings import Settings
 from scenario import collect, create_all_topics, start
-from worker_probes import metric
+from agents.probes import metric
 
 pytestmark = pytest.mark.integration
 MB = 1024 * 1024
