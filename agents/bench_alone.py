@@ -13,13 +13,8 @@ from redis.asyncio import Redis
 
 from agents.bench_io import Message
 from agents.fraud_processor import FraudProcessor
-from agents.fraud_store import FraudStore
 from agents.messages import RawMessage
 from agents.reco_processor import RecoProcessor
-from agents.reco_store import RecoStore
-from agents.redis_keys import RedisKeys
-from online_models.engine import FraudEngine
-from online_models.reco_engine import RecoEngine
 from schemas.settings import Settings
 
 BATCH = 500
@@ -27,11 +22,10 @@ COUNTED = {"fraud": ("transactions",), "reco": ("interactions", "reco_requests")
 
 
 def _handlers(scenario: str, settings: Settings, redis: Redis) -> dict:
-    keys = RedisKeys.from_settings(settings)
     if scenario == "fraud":
-        fraud = FraudProcessor(settings, FraudEngine(settings), FraudStore(redis, keys, settings))
+        fraud = FraudProcessor.on_redis(redis, settings)
         return {"transactions": fraud.on_transactions, "fraud_labels": fraud.on_labels}
-    reco = RecoProcessor(settings, RecoEngine(settings), RecoStore(redis, keys, settings))
+    reco = RecoProcessor.on_redis(redis, settings)
     return {"interactions": reco.on_interactions, "reco_requests": reco.on_requests}
 
 

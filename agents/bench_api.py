@@ -32,10 +32,7 @@ from agents.bench_pipeline import Bench
 from agents.dev import wait_ready
 from agents.embedded import EmbeddedStack
 from agents.fraud_processor import FraudProcessor
-from agents.fraud_store import FraudStore
 from agents.pacing import Pacer
-from agents.redis_keys import RedisKeys
-from online_models.engine import FraudEngine
 from schemas.settings import Settings
 
 SCORE_P99_TARGET_MS = 15.0
@@ -80,8 +77,7 @@ async def decide_alone(settings: Settings, n: int, seed: int) -> list[tuple[str,
     """The same single-event decisions in this process, straight to Redis (no HTTP, no Kafka, no
     worker event loop): the floor under ``POST /v1/score``."""
     redis = Redis.from_url(settings.redis_url.get_secret_value())
-    processor = FraudProcessor(settings, FraudEngine(settings), FraudStore(redis, RedisKeys.from_settings(settings),
-                                                                           settings))
+    processor = FraudProcessor.on_redis(redis, settings)
     timings = []
     try:
         for _, _, raw in fraud_traffic(n, seed, labels=False):

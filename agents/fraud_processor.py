@@ -26,12 +26,14 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agents.fraud_store import FraudStore, LoadedState, WriteBatch
 from agents.breaker import CircuitBreaker
 from agents.messages import API_SOURCE, Emit, RawMessage, dead_letter
 from agents.metrics import Metrics
+from agents.redis_keys import RedisKeys
 from online_models.engine import MODEL_NAME, FraudEngine
 from schemas import internal_json
 from schemas.errors import InvalidEvent
@@ -99,6 +101,13 @@ class FraudProcessor:
         self.metrics = metrics or Metrics()
         self.breaker = breaker or CircuitBreaker(on_change=self.metrics.breaker_state)
         self._state_lock = asyncio.Lock()
+
+    @classmethod
+    def on_redis(cls, redis: Redis, settings: Settings, engine: FraudEngine | None = None,
+                 metrics: Metrics | None = None) -> "FraudProcessor":
+        """The processor over ``redis`` with the settings' key layout; a fresh engine unless given."""
+        return cls(settings, engine or FraudEngine(settings),
+                   FraudStore(redis, RedisKeys.from_settings(settings), settings), metrics=metrics)
 
     # -- transactions --------------------------------------------------------------------------
     def decode(self, raw: bytes, now: float) -> Transaction:

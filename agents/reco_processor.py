@@ -12,11 +12,13 @@ import logging
 import time
 from typing import Callable, Sequence
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agents.messages import Emit, RawMessage, dead_letter
 from agents.metrics import Metrics
 from agents.reco_store import RecoStore
+from agents.redis_keys import RedisKeys
 from online_models.reco_engine import MODEL_NAME, RecoEngine
 from schemas.errors import InvalidEvent
 from schemas.records import RecoRequest, Recommendation
@@ -54,6 +56,13 @@ class RecoProcessor:
         self.stats = RecoStats()
         self.trending: list[tuple[str, float]] = []
         self._listed: dict[str, float] = {}  # user -> when their cached list was last ranked
+
+    @classmethod
+    def on_redis(cls, redis: Redis, settings: Settings, engine: RecoEngine | None = None,
+                 metrics: Metrics | None = None) -> "RecoProcessor":
+        """The processor over ``redis`` with the settings' key layout; a fresh engine unless given."""
+        return cls(settings, engine or RecoEngine(settings),
+                   RecoStore(redis, RedisKeys.from_settings(settings), settings), metrics=metrics)
 
     def _decode(self, messages, decode, emits: list[Emit]) -> list:
         valid = []

@@ -15,10 +15,8 @@ from agents.checkpoint_store import RedisCheckpoints
 from agents.fraud_processor import FraudProcessor
 from agents.learner import Learner
 from agents.lifecycle import ModelLifecycle
-from agents.fraud_store import FraudStore
 from agents.metrics import Metrics
 from agents.reco_processor import RecoProcessor
-from agents.reco_store import RecoStore
 from agents.redis_keys import RedisKeys
 from online_models.engine import FraudEngine
 from online_models.reco_engine import RecoEngine
@@ -46,10 +44,8 @@ class Runtime(faust.Service):
         self.redis = Redis.from_url(self.settings.redis_url.get_secret_value(), socket_timeout=2.0,
                                     socket_connect_timeout=2.0, health_check_interval=10)
         keys = RedisKeys.from_settings(self.settings)
-        self.processor = FraudProcessor(self.settings, self.engine, FraudStore(self.redis, keys, self.settings),
-                                        metrics=self.metrics)
-        self.reco = RecoProcessor(self.settings, self.reco_engine, RecoStore(self.redis, keys, self.settings),
-                                  metrics=self.metrics)
+        self.processor = FraudProcessor.on_redis(self.redis, self.settings, self.engine, self.metrics)
+        self.reco = RecoProcessor.on_redis(self.redis, self.settings, self.reco_engine, self.metrics)
         self.learner = Learner(self.settings, self.engine, self.metrics)
         store = RedisCheckpoints(self.redis, keys, self.settings.signing_key.get_secret_value().encode())
         self.lifecycle = ModelLifecycle(self, store, self.app)
