@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.error
 import urllib.request
 
 import pytest
@@ -14,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from agents.api_auth import new_api_key
+from api_client import call
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -28,21 +28,13 @@ def settings(settings: Settings) -> Settings:
 
 def api_calls(settings: Settings) -> list[int]:
     """A decision, a refused body and a recommendation for canary users over HTTP: their statuses."""
-    base, now = f"http://127.0.0.1:{settings.web_port}", time.time()
+    now = time.time()
     calls = [("/v1/score", {"event_id": "api-c", "ts": now, "user_id": f"{CANARY}-api", "merchant_id": "shop",
                             "amount": 5.0, "currency": "EUR", "country": "FR", "channel": "app"}),
              ("/v1/score", {"event_id": "api-bad", "user_id": f"{CANARY}-api", "amount": -1}),
              (f"/v1/recommendations/{CANARY}-1?k=3", None)]
-    statuses = []
-    for path, doc in calls:
-        request = urllib.request.Request(base + path, data=json.dumps(doc).encode() if doc else None,
-                                         headers={"Authorization": f"Bearer {TOKEN}"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                statuses.append(response.status)
-        except urllib.error.HTTPError as exc:
-            statuses.append(exc.code)
-    return statuses
+    return [call(settings.web_port, "POST" if doc else "GET", path, TOKEN,
+                 json.dumps(doc).encode() if doc else None)[0] for path, doc in calls]
 
 
 async def traffic(settings: Settings) -> None:
