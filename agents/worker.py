@@ -15,7 +15,7 @@ from agents.runtime import Runtime
 from agents.web import register_web
 from online_models.engine import FraudEngine
 from online_models.reco_engine import RecoEngine
-from schemas.settings import Settings, SettingsError
+from schemas.settings import Settings
 from streams.app import Topology, make_app
 
 
@@ -42,13 +42,11 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
 def use_event_loop(name: str) -> None:
     """Install the event loop the worker (and the benchmark's baselines) run on, before anything
-    creates one."""
+    creates one (``Settings.check`` admits only asyncio and uvloop)."""
     if name == "uvloop":
         import uvloop
 
         uvloop.install()
-    elif name != "asyncio":
-        raise SettingsError(f"event_loop must be asyncio or uvloop, not {name!r}")
 
 
 def faust_worker(app: faust.App, loglevel: str, logging_config: dict | None = None) -> faust.Worker:

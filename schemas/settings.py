@@ -203,6 +203,8 @@ class Settings:
             )
         if self.partitions < 1 or self.batch_size < 1:
             raise SettingsError("partitions and batch_size must be >= 1")
+        if self.event_loop not in ("asyncio", "uvloop"):
+            raise SettingsError(f"event_loop must be asyncio or uvloop, not {self.event_loop!r}")
 
 
 def _coerce(name: str, f: dataclasses.Field, raw: object) -> object:
