@@ -25,15 +25,12 @@ class PredictionCache:
                  max_entries: int = MAX_ENTRIES) -> None:
         self.ttl_s, self.clock, self.max_entries = ttl_s, clock, max_entries
         self.entries: dict[Hashable, tuple[float, str, bytes]] = {}  # key -> (expires, version, answer)
-        self.hits = self.misses = 0
 
     def get(self, key: Hashable, version: str) -> bytes | None:
         entry = self.entries.get(key)
         if entry is None or entry[0] <= self.clock() or entry[1] != version:
             self.entries.pop(key, None)
-            self.misses += 1
             return None
-        self.hits += 1
         return entry[2]
 
     def put(self, key: Hashable, version: str, answer: bytes) -> None:
