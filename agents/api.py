@@ -2,9 +2,10 @@
 implementation of features or models):
 
 - ``POST /v1/score`` (scope score): one transaction; the answer is its decision, the same record
-  that goes to fraud-decisions (published before the answer). An event_id sent over HTTP, Kafka or
-  both is decided once: whichever way comes second gets the stored decision. Requests that arrive
-  together are decided together (agents.api_batching).
+  that goes to fraud-decisions. It is answered once committed to Redis and handed to the producer;
+  a decision the broker never acknowledges is published again from Redis (agents.api_batching).
+  An event_id sent over HTTP, Kafka or both is decided once: whichever way comes second gets the
+  stored decision. Requests that arrive together are decided together.
 - ``GET /v1/recommendations/{user_id}?k=N`` (scope recommend): top-K with the strategy used;
   identical requests within ``api_reco_cache_ttl_s`` are answered from a cache while the model
   version is unchanged (``X-Streamsense-Cache: hit``).
@@ -92,7 +93,8 @@ class Api:
         self.limiter = RateLimiter(s.api_rate_per_s, s.api_burst)
         self.cache = PredictionCache(s.api_reco_cache_ttl_s)
         self.batcher = ScoreBatcher(lambda items, started: runtime.processor.on_api_transactions(items, started),
-                                    lambda emits: send_all(self.app, emits))
+                                    lambda emits: send_all(self.app, emits),
+                                    lambda event_ids: runtime.processor.store.mark_published(event_ids))
         self.forward_mark = hmac.new(s.signing_key.get_secret_value().encode(), b"streamsense-api-forward",
                                      hashlib.sha256).hexdigest().encode()
 

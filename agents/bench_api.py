@@ -3,7 +3,7 @@ worker on the embedded broker and a real Redis.
 
 Side by side in one run, each at ``rate`` requests/s for ``seconds`` (after a warm-up that is not
 counted): ``GET /health`` (the web server's own floor), ``POST /v1/score`` (fresh transactions of
-simulated shoppers; the decision is committed to Redis and published to Kafka before the answer)
+simulated shoppers; the decision is committed to Redis and handed to the producer before the answer)
 and ``GET /v1/recommendations/{user}`` (users the model learned from a preloaded interaction
 stream). Requests are sent open-loop on a fixed schedule, so a slow answer does not slow the
 offered load; latency is from sending the request to reading the whole answer. Last, the same

@@ -32,3 +32,9 @@ def register_fraud_agents(topology: Topology, settings: Settings, runtime: Runti
     @resilient_timer(app, 1.0, "expiring unlabelled decisions")
     async def expire_unlabelled() -> None:
         await emit_all(app, await runtime.processor.expire_unlabelled())
+
+    @resilient_timer(app, settings.api_publish_grace_s, "publishing HTTP decisions the broker never acknowledged")
+    async def publish_unacknowledged() -> None:
+        emits, event_ids = await runtime.processor.unpublished_decisions()
+        await emit_all(app, emits)
+        await runtime.processor.store.mark_published(event_ids)

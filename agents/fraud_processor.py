@@ -37,7 +37,7 @@ from agents.redis_keys import RedisKeys
 from online_models.engine import MODEL_NAME, FraudEngine
 from schemas import internal_json
 from schemas.errors import InvalidEvent
-from schemas.records import FraudDecision, Transaction
+from schemas.records import Transaction
 from schemas.settings import Settings
 from schemas.validation import decode_label, decode_transaction
 from streams.fraud_features import apply_merchant_update
@@ -128,20 +128,23 @@ class FraudProcessor:
             valid.append((msg, tx))
         if valid:
             async with self._state_lock:
-                emits.extend(await self._decide(valid, started))
+                decided, _ = await self._decide(valid, started)
+            emits.extend(decided)
         emits.extend(self._drift_emits())
         self._count(emits)
         return emits
 
     async def on_api_transactions(self, items: Sequence[tuple[bytes, Transaction]], started: float
-                                  ) -> tuple[list[bytes | ScoringFailed], list[Emit]]:
+                                  ) -> tuple[list[bytes | ScoringFailed], list[Emit], bool]:
         """Transactions from the HTTP API, already decoded by ``decode``, with distinct event_ids:
-        each one's decision (the bytes that go to fraud-decisions) or ScoringFailed, and everything
-        to emit."""
+        each one's decision (the bytes that go to fraud-decisions) or ScoringFailed, everything to
+        emit, and whether the decisions are durable: committed to Redis with their event_ids in the
+        unpublished set, so they reach fraud-decisions even if this worker dies before the broker
+        has them (False: decided degraded, without Redis)."""
         messages = [(RawMessage.from_api(tx.user_id.encode(), raw, started, index=i), tx)
                     for i, (raw, tx) in enumerate(items)]
         async with self._state_lock:
-            emits = await self._decide(messages, started)
+            emits, durable = await self._decide(messages, started)
         topics = self.settings.topics
         decisions = {e.key: e.value for e in emits if e.topic == topics.fraud_decisions}
         # A dead letter here is a scoring failure; an API event has no offset to cite, so the
@@ -152,12 +155,25 @@ class FraudProcessor:
                    for i, (_, tx) in enumerate(items)]
         emits = [e for e in emits if e.topic != topics.dead_letters] + self._drift_emits()
         self._count(emits)
-        return answers, emits
+        return answers, emits, durable
 
-    async def _decide(self, valid: list[tuple[RawMessage, Transaction]], started: float) -> list[Emit]:
+    async def unpublished_decisions(self, limit: int = 1000) -> tuple[list[Emit], list[str]]:
+        """HTTP decisions committed over ``api_publish_grace_s`` ago that the broker never
+        acknowledged (the worker died after answering, the broker failed): their records to send
+        again, and the event_ids to mark published once the broker has them."""
+        stored = await self.store.unpublished(self.clock() - self.settings.api_publish_grace_s, limit)
+        emits = [Emit(self.settings.topics.fraud_decisions, event_id.encode(), decision.record())
+                 for event_id, decision in stored.items() if decision is not None]
+        if emits:
+            log.warning("publishing %d HTTP decisions again: the broker never acknowledged them", len(emits))
+        return emits, list(stored)
+
+    async def _decide(self, valid: list[tuple[RawMessage, Transaction]], started: float
+                      ) -> tuple[list[Emit], bool]:
+        """Everything to emit, and whether it was committed to Redis (False: decided degraded)."""
         for _ in range(MAX_COMMIT_ATTEMPTS):
             if not self.breaker.allow():
-                return self._decide_degraded(valid, started)
+                return self._decide_degraded(valid, started), False
             asked = time.monotonic()
             try:
                 loaded = await self.store.load((tx.user_id for _, tx in valid),
@@ -165,7 +181,7 @@ class FraudProcessor:
                                                (tx.event_id for _, tx in valid))
             except RedisError as exc:
                 self._redis_failed("load", exc)
-                return self._decide_degraded(valid, started)
+                return self._decide_degraded(valid, started), False
             redis_s = time.monotonic() - asked
             emits, batch, early, decided = self._plan(valid, loaded, started)
             asked = time.monotonic()
@@ -173,12 +189,12 @@ class FraudProcessor:
                 taken = await self.store.commit(batch)
             except RedisError as exc:
                 self._redis_failed("commit", exc)
-                return self._decide_degraded(valid, started)
+                return self._decide_degraded(valid, started), False
             self._redis_answered(redis_s + time.monotonic() - asked)
             if not taken:
                 emits.extend(await self._learn(early))  # only once the decisions are committed: never twice
                 self._observe(decided, started)
-                return emits
+                return emits, True
             # Another worker decided some of these event_ids meanwhile: reload and redo.
             log.info("%d decisions raced with another worker; reloading batch", len(taken))
         raise RuntimeError("decision commit kept conflicting; giving up on this batch")
@@ -201,8 +217,7 @@ class FraudProcessor:
             # The same offset again (a redelivery), or one event sent over both HTTP and Kafka:
             # the stored decision, byte for byte.
             if stored and (stored.source == msg.source or API_SOURCE in (stored.source, msg.source)):
-                emits.append(Emit(topics.fraud_decisions, tx.event_id.encode(),
-                                  FraudDecision.from_dict(stored.decision).to_json()))
+                emits.append(Emit(topics.fraud_decisions, tx.event_id.encode(), stored.record()))
                 self.stats.redelivered += 1
                 decided.append((msg, stored.decision["decision"], "redelivered"))
                 continue
@@ -229,6 +244,8 @@ class FraudProcessor:
                 early.append((tx.event_id, scored.snapshot, label))
             self.store.record_decision(batch, tx.event_id, msg.source, decision.to_dict(),
                                        None if label is not None else scored.snapshot, tx.ts)
+            if msg.via_api:
+                self.store.hold_until_published(batch, tx.event_id, self.clock())
             decided_here[tx.event_id] = msg.source
             self.stats.late += scored.late
             self.stats.watermark = max(self.stats.watermark, tx.ts)

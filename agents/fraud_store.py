@@ -16,6 +16,7 @@ from typing import Iterable, Mapping, Sequence
 from redis.asyncio import Redis
 
 from agents.redis_keys import RedisKeys
+from schemas.records import FraudDecision
 from schemas.settings import Settings
 from streams.fraud_features import MerchantUpdate, UserState
 
@@ -42,6 +43,10 @@ class StoredDecision:
     def from_bytes(cls, raw: bytes) -> "StoredDecision":
         doc = internal_json.loads(raw)
         return cls(source=doc["src"], decision=doc["d"])
+
+    def record(self) -> bytes:
+        """The decision as it is published on fraud-decisions, byte for byte."""
+        return FraudDecision.from_dict(self.decision).to_json()
 
 
 @dataclass
@@ -107,6 +112,11 @@ class FraudStore:
                                internal_json.dumps(snapshot).decode(), "EX", str(s.snapshot_ttl_s)])
         batch.commands.append(["ZADD", self.keys.pending_labels(), repr(float(event_ts)), event_id])
 
+    def hold_until_published(self, batch: WriteBatch, event_id: str, committed_at: float) -> None:
+        """An HTTP decision is answered before the broker acknowledges it; until then its event_id
+        waits in the unpublished set, written in the same atomic commit as the decision."""
+        batch.commands.append(["ZADD", self.keys.unpublished(), repr(float(committed_at)), event_id])
+
     def save_user(self, batch: WriteBatch, user_id: str, state: UserState) -> None:
         batch.commands.append(["SET", self.keys.user(user_id), state.to_bytes().decode(), "EX",
                                str(self.settings.state_ttl_s)])
@@ -143,6 +153,20 @@ class FraudStore:
             replies = await pipe.execute()
         decided = {e for e, r in zip(event_ids, replies[0:-1:2]) if r}
         return {e: internal_json.loads(r) if r else None for e, r in zip(event_ids, replies[1:-1:2])}, decided
+
+    # -- HTTP decisions waiting for the broker ---------------------------------------------------
+    async def unpublished(self, before: float, limit: int) -> dict[str, StoredDecision | None]:
+        """HTTP decisions committed before ``before`` and still not acknowledged by the broker."""
+        ids = [r.decode() for r in await self.redis.zrangebyscore(self.keys.unpublished(), "-inf", before,
+                                                                  start=0, num=limit)]
+        if not ids:
+            return {}
+        raw = await self.redis.mget([self.keys.decision(e) for e in ids])
+        return {e: StoredDecision.from_bytes(r) if r else None for e, r in zip(ids, raw)}
+
+    async def mark_published(self, event_ids: Sequence[str]) -> None:
+        if event_ids:
+            await self.redis.zrem(self.keys.unpublished(), *event_ids)
 
     async def park_labels(self, labels: Mapping[str, bool]) -> None:
         """Keep labels whose transaction is not decided yet; the decision learns from them."""

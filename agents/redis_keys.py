@@ -64,6 +64,10 @@ class RedisKeys:
         """Sorted set event_id -> event ts of decisions still waiting for a label."""
         return f"{self.prefix}:pending"
 
+    def unpublished(self) -> str:
+        """Sorted set event_id -> commit time of HTTP decisions the broker has not acknowledged yet."""
+        return f"{self.prefix}:unpublished"
+
     # -- model checkpoints --------------------------------------------------------------------
     def checkpoint(self, role: str, version: int) -> str:
         """One signed checkpoint blob."""

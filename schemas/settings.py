@@ -132,6 +132,9 @@ class Settings:
     api_rate_per_s: float = 100.0  # per client, per worker
     api_burst: int = 200
     api_reco_cache_ttl_s: float = 5.0  # an identical recommendation request within this is served cached
+    # An HTTP decision the broker has not acknowledged this long after its commit is published again
+    # (the worker died after answering); also how often workers look for such decisions.
+    api_publish_grace_s: float = 5.0
     data_dir: str = ".streamsense-data"
     seed: int = 42
 
@@ -203,6 +206,8 @@ class Settings:
             )
         if self.partitions < 1 or self.batch_size < 1:
             raise SettingsError("partitions and batch_size must be >= 1")
+        if self.api_publish_grace_s <= 0:
+            raise SettingsError("api_publish_grace_s must be > 0")
         if self.event_loop not in ("asyncio", "uvloop"):
             raise SettingsError(f"event_loop must be asyncio or uvloop, not {self.event_loop!r}")
 

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
+from redis.asyncio import Redis
+
 from agents.dev import start_worker, wait_ready
+from agents.fraud_processor import FraudProcessor
+from agents.redis_keys import RedisKeys
 from api_client import (api_settings, call, decisions_for, keys, post_score, produce, transaction,
                         transactions_counted)
 
@@ -92,6 +97,29 @@ def test_http_decision_is_the_published_record_and_kafka_copy_is_not_decided_aga
     assert len({json.dumps(r, sort_keys=True) for r in by_event["h-2"]}) == 1
     # State counted each event once.
     assert asyncio.run(transactions_counted(settings, "u-both")) == 2
+
+
+def test_a_decision_answered_but_never_published_is_published_by_the_sweep(api):
+    settings, _ = api
+    tx_doc = transaction("h-crash", user="u-crash")
+    raw = json.dumps(tx_doc).encode()
+
+    async def answered_then_died() -> tuple[bytes, list[dict], int]:
+        # What a worker leaves behind when it dies after answering and before the broker's ack:
+        # the committed decision, its event_id in the unpublished set, nothing on the topic.
+        redis = Redis.from_url(settings.redis_url.get_secret_value())
+        try:
+            processor = FraudProcessor.on_redis(redis, settings)
+            answers, _, durable = await processor.on_api_transactions([(raw, processor.decode(raw, time.time()))],
+                                                                      time.time())
+            assert durable
+            records = await decisions_for(settings, {"h-crash"}, at_least=1)  # the running worker's sweep
+            return answers[0], records, await redis.zcard(RedisKeys.from_settings(settings).unpublished())
+        finally:
+            await redis.aclose()
+
+    answer, records, left = asyncio.run(answered_then_died())
+    assert records and all(r == json.loads(answer) for r in records) and left == 0
 
 
 def test_recommendations_models_and_openapi(api):

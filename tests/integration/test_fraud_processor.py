@@ -128,9 +128,27 @@ async def test_redis_down_still_decides_degraded() -> None:
     proc = FraudProcessor(settings, FraudEngine(settings), FraudStore(redis, RedisKeys.from_settings(settings),
                                                                       settings), clock=lambda: NOW)
     emits = await proc.on_transactions([msg(tx_bytes(i), i) for i in range(3)])
+    raw = tx_bytes(3)
+    answers, _, durable = await proc.on_api_transactions([(raw, proc.decode(raw, NOW))], NOW)
     await redis.aclose()
     assert topics_of(emits) == ["fraud-decisions"] * 3
     assert all(json.loads(e.value)["degraded"] for e in emits)
+    assert json.loads(answers[0])["degraded"] and not durable  # no stored record: answered only after the ack
+
+
+async def test_an_http_decision_the_broker_never_acknowledged_is_published_again(processor) -> None:
+    raws = [tx_bytes(i) for i in range(3)]
+    answers, emits, durable = await processor.on_api_transactions([(r, processor.decode(r, NOW)) for r in raws], NOW)
+    await processor.on_transactions([msg(tx_bytes(9), 9)])  # the Kafka path never waits in the set
+    assert durable and answers == [e.value for e in emits if e.topic == "fraud-decisions"]
+    assert await processor.unpublished_decisions() == ([], [])  # within the grace period
+    processor.clock = lambda: NOW + processor.settings.api_publish_grace_s + 1
+    again, event_ids = await processor.unpublished_decisions()  # the worker died before the ack
+    assert event_ids == ["e0", "e1", "e2"]
+    assert [(e.topic, e.key, e.value) for e in again] == [("fraud-decisions", f"e{i}".encode(), answers[i])
+                                                         for i in range(3)]
+    await processor.store.mark_published(event_ids)
+    assert await processor.unpublished_decisions() == ([], [])
 
 
 async def test_a_label_before_its_transaction_is_parked_and_learned_at_decision_time(processor) -> None:
