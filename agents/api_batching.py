@@ -10,9 +10,9 @@ When callers are answered: a durable batch (its decisions committed to Redis, ea
 the unpublished set in the same atomic write) is answered as soon as its outputs are handed to
 the producer; once the broker acknowledges them the event_ids leave the unpublished set, and if
 it never does (the worker dies, the broker fails) a sweep publishes the stored decisions again
-(``FraudProcessor.unpublished_decisions``). Waiting for the acknowledgement before answering
-cost a third of the p99 (BENCHMARKS.md). A batch decided degraded, without Redis, has no such
-record, so its callers are answered only once the broker has the decisions.
+(``FraudProcessor.unpublished_decisions``). Waiting for the acknowledgement put its own tail (p99
+2-8 ms in the worker) into every answer (BENCHMARKS.md). A batch decided degraded, without Redis,
+has no such record, so its callers are answered only once the broker has the decisions.
 
 The batches run in their own task: a client that hangs up cancels only its own wait, never the
 batch other requests are in. A request repeating an event_id already waiting shares its answer.
