@@ -11,6 +11,7 @@ from agents.fraud_agents import register_fraud_agents
 from agents.reco_agents import register_reco_agents
 from agents.lifecycle import register_lifecycle
 from agents.logs import logging_config
+from agents.memory import fix_mmap_threshold
 from agents.runtime import Runtime
 from agents.web import register_web
 from online_models.engine import FraudEngine
@@ -34,6 +35,7 @@ def build_worker(settings: Settings, **app_overrides: object) -> tuple[Topology,
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run until SIGTERM / Ctrl-C. Blocks."""
     use_event_loop(settings.event_loop)
+    fix_mmap_threshold()
     topology, _ = build_worker(settings)
     logging.getLogger("streamsense").info("starting worker %s against %s", settings.app_id,
                                           settings.bootstrap_servers)
