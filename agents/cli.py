@@ -19,13 +19,13 @@ def _settings() -> Settings:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from agents.dev import run_dev
+    from agents.dev.stack import run_dev
 
     return run_dev(_settings(), rate=args.rate, seed=args.seed, duration=args.duration, workers=args.workers)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from agents.dev import run_simulate
+    from agents.dev.stack import run_simulate
 
     return run_simulate(_settings(), rate=args.rate, seed=args.seed, duration=args.duration)
 
@@ -38,7 +38,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from agents.io_commands import produce_file
+    from agents.commands.io import produce_file
 
     sent = asyncio.run(produce_file(_settings(), args.file, args.topic, key_field=args.key_field, rate=args.rate))
     print(f"sent {sent} messages to {args.topic}", file=sys.stderr)
@@ -46,7 +46,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from agents.io_commands import tail_topic
+    from agents.commands.io import tail_topic
 
     asyncio.run(tail_topic(_settings(), args.topic, from_beginning=args.from_beginning, limit=args.limit,
                            idle_timeout=args.idle_timeout))
@@ -54,7 +54,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from agents.evaluate_command import run_evaluate
+    from agents.commands.evaluate import run_evaluate
 
     run_evaluate(_settings(), args.source, kind=args.kind, models=args.models.split(",") if args.models else None,
                  delay=args.delay, limit=args.limit, every=args.every, k=args.k, labels=args.labels,
@@ -63,7 +63,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from agents import models_command
+    from agents.commands import models as models_command
 
     if args.action == "list":
         asyncio.run(models_command.list_models(_settings()))
@@ -77,7 +77,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_api_key(args: argparse.Namespace) -> int:
-    from agents.api_auth import new_api_key
+    from agents.api.auth import new_api_key
 
     try:
         token, entry = new_api_key(args.client, args.scopes.split(","))
@@ -92,12 +92,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
     if args.what == "ranking":
-        from agents.bench import bench_ranking, print_ranking
+        from agents.bench.ranking import bench_ranking, print_ranking
 
         print_ranking(bench_ranking(candidates=args.candidates, requests=args.requests))
         return 0
     if args.what == "api":
-        from agents.bench_api import print_api, run_api_bench
+        from agents.bench.api import print_api, run_api_bench
 
         result = run_api_bench(rate=args.api_rate, seconds=args.seconds)
         print_api(result)
@@ -106,8 +106,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 json.dump(result, out, indent=1)
         return 0
 
-    from agents.bench_pipeline import run_pipeline
-    from agents.bench_report import SCENARIOS, print_pipeline
+    from agents.bench.pipeline import run_pipeline
+    from agents.bench.report import SCENARIOS, print_pipeline
 
     result = run_pipeline(events=args.events, runs=args.runs, rate=args.rate, latency_s=args.latency_seconds,
                           memory_users=args.memory_users, soak_s=args.soak_seconds,

@@ -29,11 +29,11 @@ from typing import Callable, Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from agents.fraud_store import FraudStore, LoadedState, WriteBatch
+from agents.stores.fraud import FraudStore, LoadedState, WriteBatch
 from agents.breaker import CircuitBreaker
 from agents.messages import API_SOURCE, Emit, RawMessage, dead_letter
 from agents.metrics import Metrics
-from agents.redis_keys import RedisKeys
+from agents.stores.keys import RedisKeys
 from online_models.engine import MODEL_NAME, FraudEngine
 from schemas import internal_json
 from schemas.errors import InvalidEvent

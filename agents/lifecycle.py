@@ -1,4 +1,4 @@
-"""Publishing and following fraud-model checkpoints (the registry is agents.checkpoint_store).
+"""Publishing and following fraud-model checkpoints (the registry is agents.stores.checkpoints).
 
 - On start, every worker restores the newest verified checkpoint (a fresh model when there is none).
 - The learner (agents.learner) publishes its model every ``checkpoint_interval_s`` when it has
@@ -18,7 +18,7 @@ from faust.exceptions import ConsumerNotStarted
 
 from typing import TYPE_CHECKING
 
-from agents.checkpoint_store import RedisCheckpoints
+from agents.stores.checkpoints import RedisCheckpoints
 from agents.timers import resilient_timer
 from online_models.checkpoints import CheckpointRejected
 from streams.app import Topology

@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 
 from agents.messages import Emit, RawMessage, dead_letter
 from agents.metrics import Metrics
-from agents.reco_store import RecoStore
-from agents.redis_keys import RedisKeys
+from agents.stores.reco import RecoStore
+from agents.stores.keys import RedisKeys
 from online_models.reco_engine import MODEL_NAME, RecoEngine
 from schemas.errors import InvalidEvent
 from schemas.records import RecoRequest, Recommendation

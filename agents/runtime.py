@@ -11,13 +11,13 @@ import faust
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from agents.checkpoint_store import RedisCheckpoints
+from agents.stores.checkpoints import RedisCheckpoints
 from agents.fraud_processor import FraudProcessor
 from agents.learner import Learner
 from agents.lifecycle import ModelLifecycle
 from agents.metrics import Metrics
 from agents.reco_processor import RecoProcessor
-from agents.redis_keys import RedisKeys
+from agents.stores.keys import RedisKeys
 from online_models.engine import FraudEngine
 from online_models.reco_engine import RecoEngine
 from schemas.settings import Settings

@@ -6,7 +6,7 @@ import logging
 
 import faust
 
-from agents.api import register_api
+from agents.api.server import register_api
 from agents.fraud_agents import register_fraud_agents
 from agents.reco_agents import register_reco_agents
 from agents.lifecycle import register_lifecycle

@@ -126,7 +126,7 @@ class Settings:
     reco_list_refresh_s: float = 5.0
     web_host: str = "127.0.0.1"
     web_port: int = 6066
-    # HTTP API (agents.api): keys as client:scope+scope:sha256hex, comma-separated (streamsense
+    # HTTP API (agents.api.server): keys as client:scope+scope:sha256hex, comma-separated (streamsense
     # api-key makes one); none configured means every API call is refused with 401.
     api_keys: str = ""
     api_rate_per_s: float = 100.0  # per client, per worker

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from agents.embedded import ManagedProcess, create_topics, free_port, start_broker, start_redis
+from agents.dev.embedded import ManagedProcess, create_topics, free_port, start_broker, start_redis
 from schemas.settings import SecretStr, Settings, Topics
 
 

@@ -15,9 +15,9 @@ import urllib.request
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from agents.api_auth import new_api_key
-from agents.embedded import create_topics
-from agents.redis_keys import RedisKeys
+from agents.api.auth import new_api_key
+from agents.dev.embedded import create_topics
+from agents.stores.keys import RedisKeys
 from schemas.settings import SecretStr, Settings, Topics
 from streams.fraud_features import UserState
 

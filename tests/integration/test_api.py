@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from redis.asyncio import Redis
 
-from agents.dev import start_worker, wait_ready
+from agents.dev.stack import start_worker, wait_ready
 from agents.fraud_processor import FraudProcessor
-from agents.redis_keys import RedisKeys
+from agents.stores.keys import RedisKeys
 from api_client import (api_settings, call, decisions_for, keys, post_score, produce, transaction,
                         transactions_counted)
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from agents.dev import start_worker, wait_ready
+from agents.dev.stack import start_worker, wait_ready
 from api_client import api_settings, call, decisions_for, keys, post_score, produce, transaction, transactions_counted
-from agents.probes import metric
+from agents.dev.probes import metric
 
 pytestmark = pytest.mark.integration
 

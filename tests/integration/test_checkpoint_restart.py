@@ -14,9 +14,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from redis.asyncio import Redis
 
-from agents.checkpoint_store import RedisCheckpoints
-from agents.redis_keys import RedisKeys
-from agents.embedded import ManagedProcess, create_topics
+from agents.stores.checkpoints import RedisCheckpoints
+from agents.stores.keys import RedisKeys
+from agents.dev.embedded import ManagedProcess, create_topics
 from schemas.settings import Settings, Topics
 
 pytestmark = pytest.mark.integration

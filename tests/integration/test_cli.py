@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from agents.embedded import create_topics
+from agents.dev.embedded import create_topics
 
 pytestmark = pytest.mark.integration
 

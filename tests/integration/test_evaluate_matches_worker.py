@@ -10,11 +10,11 @@ import pytest
 from redis.asyncio import Redis
 
 from agents.fraud_processor import FraudProcessor
-from agents.fraud_store import FraudStore
+from agents.stores.fraud import FraudStore
 from agents.learner import Learner
 from agents.messages import RawMessage
-from agents.redis_keys import RedisKeys
-from agents.traffic import TrafficSimulator
+from agents.stores.keys import RedisKeys
+from agents.sim.traffic import TrafficSimulator
 from online_models.engine import FraudEngine
 from online_models.evaluation import Event, LabelDelay, evaluate_binary
 from online_models import evaluation

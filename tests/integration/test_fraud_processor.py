@@ -8,11 +8,11 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from agents.embedded import free_port
+from agents.dev.embedded import free_port
 from agents.fraud_processor import FraudProcessor
 from agents.messages import RawMessage
-from agents.fraud_store import FraudStore
-from agents.redis_keys import RedisKeys
+from agents.stores.fraud import FraudStore
+from agents.stores.keys import RedisKeys
 from online_models.engine import FraudEngine
 from schemas.settings import SecretStr, Settings
 

@@ -13,8 +13,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from agents.checkpoint_store import RedisCheckpoints
-from agents.redis_keys import RedisKeys
+from agents.stores.checkpoints import RedisCheckpoints
+from agents.stores.keys import RedisKeys
 from online_models.engine import FraudEngine
 from schemas.records import Transaction
 from schemas.settings import Settings

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from agents.api_auth import new_api_key
+from agents.api.auth import new_api_key
 from api_client import call
 from schemas.settings import Settings
 

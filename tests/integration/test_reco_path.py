@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from agents.redis_keys import RedisKeys
+from agents.stores.keys import RedisKeys
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration

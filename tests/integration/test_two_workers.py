@@ -13,11 +13,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from agents.checkpoint_store import RedisCheckpoints
-from agents.embedded import ManagedProcess, create_topics, free_port
-from agents.redis_keys import RedisKeys
+from agents.stores.checkpoints import RedisCheckpoints
+from agents.dev.embedded import ManagedProcess, create_topics, free_port
+from agents.stores.keys import RedisKeys
 from schemas.settings import Settings, Topics
-from agents.probes import metric, ready
+from agents.dev.probes import metric, ready
 
 pytestmark = pytest.mark.integration
 

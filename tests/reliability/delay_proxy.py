@@ -7,7 +7,7 @@ import asyncio
 import ssl
 import threading
 
-from agents.embedded import free_port
+from agents.dev.embedded import free_port
 
 
 class DelayProxy:

@@ -14,8 +14,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from agents.embedded import ManagedProcess, create_topics
-from agents.redis_keys import RedisKeys
+from agents.dev.embedded import ManagedProcess, create_topics
+from agents.stores.keys import RedisKeys
 from schemas.settings import Settings, Topics
 from streams.fraud_features import UserState
 from verifier import Ledger, Report, verify

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.embedded import ManagedProcess
+from agents.dev.embedded import ManagedProcess
 from schemas.settings import Settings
 from scenario import assert_nothing_lost_nothing_decided_twice, create_all_topics, outcome, produce, start
 from verifier import Ledger

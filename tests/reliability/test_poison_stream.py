@@ -12,10 +12,10 @@ import time
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from agents.bench_io import rss_bytes
+from agents.bench.io import rss_bytes
 from schemas.settings import Settings
 from scenario import collect, create_all_topics, start
-from agents.probes import metric
+from agents.dev.probes import metric
 
 pytestmark = pytest.mark.integration
 MB = 1024 * 1024

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from agents.embedded import ManagedProcess, free_port
+from agents.dev.embedded import ManagedProcess, free_port
 from schemas.settings import Settings
 from scenario import assert_nothing_lost_nothing_decided_twice, create_all_topics, outcome, produce, start
 from verifier import Ledger

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from agents.embedded import ManagedProcess, start_redis
+from agents.dev.embedded import ManagedProcess, start_redis
 from schemas.settings import SecretStr, Settings
 from scenario import create_all_topics, first_decisions, produce_steady, start
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 import trustme
 
-from agents.embedded import start_redis
+from agents.dev.embedded import start_redis
 from schemas.settings import SecretStr, Settings
 from scenario import create_all_topics, first_decisions, produce_steady, start
 from delay_proxy import DelayProxy

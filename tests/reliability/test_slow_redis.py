@@ -11,7 +11,7 @@ import pytest
 
 from schemas.settings import SecretStr, Settings
 from scenario import create_all_topics, first_decisions, produce_steady, start
-from agents.probes import metric
+from agents.dev.probes import metric
 from delay_proxy import DelayProxy
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from agents.api_batching import ScoreBatcher
+from agents.api.batching import ScoreBatcher
 from agents.messages import Emit
 from schemas.records import Transaction
 

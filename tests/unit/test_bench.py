@@ -1,6 +1,6 @@
 """The benchmark command runs end to end (its figures are read by people, never asserted as timings)."""
 
-from agents.bench import bench_ranking
+from agents.bench.ranking import bench_ranking
 
 
 def test_ranking_bench_reports_every_figure_for_the_requested_sizes() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agents.bench_api import print_api, reco_requests, score_requests, summary
+from agents.bench.api import print_api, reco_requests, score_requests, summary
 
 
 def test_request_plans() -> None:

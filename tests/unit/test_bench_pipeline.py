@@ -7,9 +7,9 @@ import json
 import os
 import time
 
-from agents.bench_io import cpu_seconds, fraud_traffic, reco_traffic, restamped, rss_bytes
-from agents.bench_report import medians, print_pipeline, ratios
-from agents.pacing import Pacer
+from agents.bench.io import cpu_seconds, fraud_traffic, reco_traffic, restamped, rss_bytes
+from agents.bench.report import medians, print_pipeline, ratios
+from agents.sim.pacing import Pacer
 
 
 def test_fraud_traffic_yields_the_requested_transactions_with_their_labels_before_now() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from river import evaluate, metrics
 
-from agents.evaluate_command import run_evaluate
+from agents.commands.evaluate import run_evaluate
 from online_models.evaluation import Event, LabelDelay, evaluate_binary, river_rating_model
 from schemas.settings import Settings
 

@@ -7,7 +7,7 @@ import json
 
 from river import metrics
 
-from agents.traffic import SIMULATED_LABEL_HORIZON_S, TrafficSimulator
+from agents.sim.traffic import SIMULATED_LABEL_HORIZON_S, TrafficSimulator
 from online_models.engine import FraudEngine
 from online_models.replay import FraudReplay
 from schemas.records import Transaction

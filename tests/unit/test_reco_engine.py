@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
-from agents.reco_traffic import RecoTrafficSimulator
+from agents.sim.reco_traffic import RecoTrafficSimulator
 from online_models.reco_engine import RecoEngine
 from online_models.reco_replay import RankingScores, RecoReplay
 from schemas.records import Interaction, RecoRequest

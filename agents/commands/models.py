@@ -15,8 +15,8 @@ import time
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from agents.checkpoint_store import RedisCheckpoints
-from agents.redis_keys import RedisKeys
+from agents.stores.checkpoints import RedisCheckpoints
+from agents.stores.keys import RedisKeys
 from online_models.checkpoints import CheckpointRejected
 from schemas.records import ModelEvent
 from schemas.settings import Settings

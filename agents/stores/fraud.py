@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
 
-from agents.redis_keys import RedisKeys
+from agents.stores.keys import RedisKeys
 from schemas.records import FraudDecision
 from schemas.settings import Settings
 from streams.fraud_features import MerchantUpdate, UserState

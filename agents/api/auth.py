@@ -11,7 +11,7 @@ scopes, as ``client:scope+scope:sha256hex``; several entries are separated by co
 >>> keys.authorize(f"Bearer {token}", "admin")
 Traceback (most recent call last):
 ...
-agents.api_auth.ApiError: this key lacks scope 'admin' (it has: score)
+agents.api.auth.ApiError: this key lacks scope 'admin' (it has: score)
 """
 
 from __future__ import annotations

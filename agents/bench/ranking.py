@@ -11,7 +11,7 @@ import itertools
 import statistics
 import time
 
-from agents.reco_traffic import RecoTrafficSimulator
+from agents.sim.reco_traffic import RecoTrafficSimulator
 from online_models.reco_engine import RecoEngine
 from schemas.records import Interaction, RecoRequest
 from schemas.settings import Settings

@@ -12,7 +12,7 @@ import logging
 
 from redis.asyncio import Redis
 
-from agents.redis_keys import RedisKeys
+from agents.stores.keys import RedisKeys
 from online_models.checkpoints import CheckpointRejected, read_header, seal, unseal
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Publish simulated traffic to Kafka at a controlled rate (generators: agents.traffic, agents.reco_traffic).
+"""Publish simulated traffic to Kafka at a controlled rate (generators: agents.sim.traffic, agents.sim.reco_traffic).
 
 A small share of poison messages is mixed in on purpose, so the demo shows dead letters.
 The ground truth of every transaction is kept in ``Truth`` for the live ROCAUC figure.
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
-from agents.pacing import Pacer
-from agents.reco_traffic import RecoTrafficSimulator
-from agents.traffic import TrafficSimulator
+from agents.sim.pacing import Pacer
+from agents.sim.reco_traffic import RecoTrafficSimulator
+from agents.sim.traffic import TrafficSimulator
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ implementation of features or models):
 
 - ``POST /v1/score`` (scope score): one transaction; the answer is its decision, the same record
   that goes to fraud-decisions. It is answered once committed to Redis and handed to the producer;
-  a decision the broker never acknowledges is published again from Redis (agents.api_batching).
+  a decision the broker never acknowledges is published again from Redis (agents.api.batching).
   An event_id sent over HTTP, Kafka or both is decided once: whichever way comes second gets the
   stored decision. Requests that arrive together are decided together.
 - ``GET /v1/recommendations/{user_id}?k=N`` (scope recommend): top-K with the strategy used;
@@ -44,12 +44,12 @@ from faust.web import Request, Response, View
 from redis.exceptions import RedisError
 from yarl import URL
 
-from agents.api_auth import ApiError, ApiKeys, RateLimiter
-from agents.api_batching import ScoreBatcher
-from agents.api_openapi import openapi_document
+from agents.api.auth import ApiError, ApiKeys, RateLimiter
+from agents.api.batching import ScoreBatcher
+from agents.api.openapi import openapi_document
 from agents.batching import send_all
 from agents.fraud_processor import ScoringFailed
-from agents.prediction_cache import PredictionCache
+from agents.api.prediction_cache import PredictionCache
 from agents.runtime import Runtime
 from online_models.engine import MODEL_NAME as FRAUD_MODEL
 from online_models.reco_engine import MODEL_NAME as RECO_MODEL

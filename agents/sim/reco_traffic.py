@@ -26,7 +26,7 @@ from typing import Iterator
 
 import numpy as np
 
-from agents.traffic import DAY, SimEvent, diurnal
+from agents.sim.traffic import DAY, SimEvent, diurnal
 
 KIND_MIX = (("view", 60), ("click", 20), ("cart", 10), ("purchase", 7), ("rating", 3))
 DIMENSIONS = 8

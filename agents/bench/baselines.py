@@ -6,7 +6,7 @@
   update, the same features and models (scored, and the anomaly model learning, inline), one
   awaited ``topic.send`` per decision.
 
-Each runs as its own process (``python -m agents.bench_baselines KIND``), configured by the
+Each runs as its own process (``python -m agents.bench.baselines KIND``), configured by the
 ``BENCH_*`` variables below plus the usual ``STREAMSENSE_*`` settings, and writes a JSON report
 (wall and CPU time at its first and last event, latencies) once it has seen ``BENCH_EXPECT``
 events. Never used by the worker.

@@ -26,13 +26,13 @@ from typing import Iterable, Iterator
 import aiohttp
 from redis.asyncio import Redis
 
-from agents.api_auth import new_api_key
-from agents.bench_io import fraud_traffic, preload, processed, reco_traffic
-from agents.bench_pipeline import Bench
-from agents.dev import wait_ready
-from agents.embedded import EmbeddedStack
+from agents.api.auth import new_api_key
+from agents.bench.io import fraud_traffic, preload, processed, reco_traffic
+from agents.bench.pipeline import Bench
+from agents.dev.stack import wait_ready
+from agents.dev.embedded import EmbeddedStack
 from agents.fraud_processor import FraudProcessor
-from agents.pacing import Pacer
+from agents.sim.pacing import Pacer
 from schemas.settings import Settings
 
 SCORE_P99_TARGET_MS = 15.0

@@ -15,13 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from agents.api_auth import new_api_key
-from agents.dashboard import Figures, follow, summary
-from agents.embedded import EmbeddedStack, ManagedProcess, create_topics, free_port
-from agents.probes import ready
-from agents.reco_traffic import RecoTrafficSimulator
-from agents.simulator import Truth, publish, publish_reco, simulation_start
-from agents.traffic import SIMULATED_LABEL_HORIZON_S, TrafficSimulator
+from agents.api.auth import new_api_key
+from agents.dev.dashboard import Figures, follow, summary
+from agents.dev.embedded import EmbeddedStack, ManagedProcess, create_topics, free_port
+from agents.dev.probes import ready
+from agents.sim.reco_traffic import RecoTrafficSimulator
+from agents.sim.simulator import Truth, publish, publish_reco, simulation_start
+from agents.sim.traffic import SIMULATED_LABEL_HORIZON_S, TrafficSimulator
 from schemas.settings import SecretStr, Settings
 
 # Simulated time runs faster than the wall clock (about 2,000x at 300 transactions/s); it starts

@@ -14,10 +14,10 @@ from typing import Iterable, Iterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from agents.pacing import Pacer
-from agents.probes import metric
-from agents.reco_traffic import RecoTrafficSimulator
-from agents.traffic import TrafficSimulator
+from agents.sim.pacing import Pacer
+from agents.dev.probes import metric
+from agents.sim.reco_traffic import RecoTrafficSimulator
+from agents.sim.traffic import TrafficSimulator
 from schemas.settings import Settings
 
 Message = tuple[str, bytes, bytes]  # topic attribute name (see Topics), key, value

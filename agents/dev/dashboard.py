@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer
 from river import metrics
 
-from agents.simulator import Truth
+from agents.sim.simulator import Truth
 from schemas.settings import Settings
 
 WINDOW = 5000

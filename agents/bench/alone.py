@@ -11,7 +11,7 @@ import time
 
 from redis.asyncio import Redis
 
-from agents.bench_io import Message
+from agents.bench.io import Message
 from agents.fraud_processor import FraudProcessor
 from agents.messages import RawMessage
 from agents.reco_processor import RecoProcessor

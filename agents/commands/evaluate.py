@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from agents import datasets
+from agents.commands import datasets
 from online_models.evaluation import LabelDelay, evaluate_binary, evaluate_ratings, take
 from schemas.settings import Settings
 

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
 
-from agents.redis_keys import RedisKeys
+from agents.stores.keys import RedisKeys
 from schemas.settings import Settings
 from streams.popularity import popularity_bucket
 

@@ -31,13 +31,13 @@ from pathlib import Path
 
 import redis
 
-from agents.bench_io import (Message, cpu_seconds, distinct_user_traffic, fraud_traffic, paced, preload,
+from agents.bench.io import (Message, cpu_seconds, distinct_user_traffic, fraud_traffic, paced, preload,
                              processed, read_back, reco_traffic, rss_bytes)
-from agents.bench_alone import alone
-from agents.bench_report import SCENARIOS
-from agents.dev import all_topics, start_worker, wait_ready
-from agents.embedded import EmbeddedStack, ManagedProcess, create_topics, free_port
-from agents.traffic import SIMULATED_LABEL_HORIZON_S
+from agents.bench.alone import alone
+from agents.bench.report import SCENARIOS
+from agents.dev.stack import all_topics, start_worker, wait_ready
+from agents.dev.embedded import EmbeddedStack, ManagedProcess, create_topics, free_port
+from agents.sim.traffic import SIMULATED_LABEL_HORIZON_S
 from schemas.settings import SecretStr, Settings, Topics
 
 
@@ -99,7 +99,7 @@ class Bench:
             proc, _ = start_worker(settings, 0, self.log_dir, port=settings.web_port)
             return proc
         env = {**os.environ, **settings.to_env(), "BENCH_REPORT": str(report), "BENCH_EXPECT": str(expect)}
-        return ManagedProcess(f"{settings.app_id}", [sys.executable, "-m", "agents.bench_baselines", scenario],
+        return ManagedProcess(f"{settings.app_id}", [sys.executable, "-m", "agents.bench.baselines", scenario],
                               env=env, log_dir=self.log_dir)
 
     # -- throughput ----------------------------------------------------------------------------
@@ -120,7 +120,7 @@ class Bench:
             proc.stop()
 
     def alone(self, scenario: str, messages: list[Message]) -> Throughput:
-        """The same messages through the processor alone, in this process (agents.bench_alone)."""
+        """The same messages through the processor alone, in this process (agents.bench.alone)."""
         settings = self.settings(f"{scenario}-alone")
         self.redis.flushall()
         events, seconds, cpu = alone(scenario, settings, messages)

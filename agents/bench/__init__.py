@@ -1,0 +1,1 @@
+"""Benchmarks: figures side by side in one run (BENCHMARKS.md). Tooling."""

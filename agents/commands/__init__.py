@@ -1,0 +1,1 @@
+"""Operator commands: produce, tail, evaluate, models. Tooling: no worker module imports these."""

@@ -1,0 +1,1 @@
+"""The embedded development stack: broker, Redis, worker processes, the live dashboard. Tooling."""

@@ -1,0 +1,1 @@
+"""Traffic simulators (payments and shopping). Tooling: for `streamsense dev`, tests and benchmarks."""
