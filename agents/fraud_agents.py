@@ -1,10 +1,14 @@
-"""Faust agents of the fraud path. Thin: a batch in, the processor, outputs emitted."""
+"""Faust agents of the fraud path. Thin: a batch in, the processor, its outcome emitted."""
 
 from __future__ import annotations
+
+from typing import Awaitable, Callable
 
 import faust
 
 from agents.batching import emit_all, run_batches
+from agents.fraud_outcome import FraudOutcome
+from agents.messages import Emit, RawMessage
 from agents.runtime import Runtime
 from agents.timers import resilient_timer
 from schemas.settings import Settings
@@ -14,27 +18,34 @@ from streams.app import Topology
 def register_fraud_agents(topology: Topology, settings: Settings, runtime: Runtime) -> None:
     app = topology.app
 
+    def emitting(handle: Callable[[list[RawMessage]], Awaitable[FraudOutcome]]
+                 ) -> Callable[[list[RawMessage]], Awaitable[list[Emit]]]:
+        async def run(batch: list[RawMessage]) -> list[Emit]:
+            return (await handle(batch)).to_emits(settings, runtime.metrics)
+        return run
+
     @app.agent(topology.transactions, name="score-transactions")
     async def score_transactions(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, lambda batch: runtime.processor.on_transactions(batch), settings, "batch",
-                          runtime.metrics)
+        await run_batches(app, stream, emitting(lambda batch: runtime.processor.transactions.on_transactions(batch)),
+                          settings, "batch", runtime.metrics)
 
     @app.agent(topology.fraud_labels, name="learn-labels")
     async def learn_labels(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, lambda batch: runtime.processor.on_labels(batch), settings, "label_join",
-                          runtime.metrics)
+        await run_batches(app, stream, emitting(lambda batch: runtime.processor.labels.on_labels(batch)),
+                          settings, "label_join", runtime.metrics)
 
     @app.agent(topology.learn, name="learn-fraud-model")
     async def learn_fraud_model(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, lambda batch: runtime.learner.on_examples(batch), settings, "learn",
+        await run_batches(app, stream, emitting(lambda batch: runtime.learner.on_examples(batch)), settings, "learn",
                           runtime.metrics)
 
     @resilient_timer(app, 1.0, "expiring unlabelled decisions")
     async def expire_unlabelled() -> None:
-        await emit_all(app, await runtime.processor.expire_unlabelled())
+        outcome = await runtime.processor.expire_unlabelled()
+        await emit_all(app, outcome.to_emits(settings, runtime.metrics))
 
     @resilient_timer(app, settings.api_publish_grace_s, "publishing HTTP decisions the broker never acknowledged")
     async def publish_unacknowledged() -> None:
-        emits, event_ids = await runtime.processor.unpublished_decisions()
+        emits, event_ids = await runtime.processor.transactions.unpublished_decisions()
         await emit_all(app, emits)
         await runtime.processor.store.mark_published(event_ids)

@@ -15,10 +15,11 @@ import logging
 import time
 from typing import Sequence
 
-from agents.messages import Emit, RawMessage, dead_letter
+from agents.fraud_outcome import FraudOutcome
+from agents.messages import RawMessage, refuse
 from agents.metrics import Metrics
 from online_models.engine import FraudEngine
-from schemas import internal_json
+from schemas.internal_records import UnlabelledExample, example_from_doc, read_learn_batch
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,29 +32,27 @@ class Learner:
         self.metrics = metrics
         self.learned = 0
 
-    async def on_examples(self, messages: Sequence[RawMessage]) -> list[Emit]:
-        emits = []
+    async def on_examples(self, messages: Sequence[RawMessage]) -> FraudOutcome:
+        outcome = FraudOutcome()
         for msg in messages:
             try:
-                examples = internal_json.loads(msg.value or b"")["b"]
+                docs = read_learn_batch(msg.value or b"")
             except (ValueError, KeyError, TypeError) as exc:  # internal topic: only a bug puts junk here
-                emits.append(dead_letter(self.settings, msg, "learn", exc, time.time(), self.metrics))
+                outcome.refused.append(refuse(self.settings, msg, "learn", exc, time.time()))
                 continue
-            for doc in examples:
+            for doc in docs:
                 try:
-                    if doc["y"] is None:
-                        self.engine.learn_unlabelled(doc["s"]["x"])
+                    example = example_from_doc(doc)
+                    if isinstance(example, UnlabelledExample):
+                        self.engine.learn_unlabelled(example.features)
                     else:
-                        self.engine.learn_label(doc["s"], doc["y"], event_id=doc["e"], observed=doc["o"])
+                        self.engine.learn_label(example.snapshot, example.is_fraud, event_id=example.event_id,
+                                                observed=example.observed)
                 except (ValueError, KeyError, TypeError) as exc:
                     log.error("learn example %r of %s rejected: %s", doc.get("e") if isinstance(doc, dict) else doc,
                               msg.source, exc)
-                    emits.append(dead_letter(self.settings, msg, "learn", exc, time.time(), self.metrics))
+                    outcome.refused.append(refuse(self.settings, msg, "learn", exc, time.time()))
                     continue
                 self.learned += 1
-        for signal in self.engine.take_signals():
-            self.metrics.drift.labels(signal.target, signal.detector, signal.severity).inc()
-            log.warning("drift: %s %s (%s, %s)", signal.target, signal.name, signal.detector, signal.severity)
-            emits.append(Emit(self.settings.topics.drift_signals, f"{signal.target}/{signal.name}".encode(),
-                              signal.to_json()))
-        return emits
+        outcome.signals.extend(self.engine.take_signals())
+        return outcome

@@ -47,15 +47,35 @@ class Emit:
     value: bytes
 
 
-def dead_letter(settings: Settings, msg: RawMessage, stage: str, exc: BaseException, failed_at: float,
-                metrics=None) -> Emit:
-    """The dead letter of ``msg``: its bytes (capped), where it came from, the stage and the error."""
+@dataclass(frozen=True)
+class Refused:
+    """A message that becomes a dead letter: the message and its dead-letter record."""
+
+    msg: RawMessage
+    letter: DeadLetter
+
+    def emit(self, settings: Settings) -> Emit:
+        return Emit(settings.topics.dead_letters, self.msg.key, self.letter.to_json())
+
+    def count(self, metrics) -> None:
+        metrics.dead_letters.labels(self.letter.stage).inc()
+        metrics.events.labels(self.letter.source_topic, "dead_letter").inc()
+
+
+def refuse(settings: Settings, msg: RawMessage, stage: str, exc: BaseException, failed_at: float) -> Refused:
+    """``msg`` refused at ``stage``: its bytes (capped), where it came from, the stage and the error."""
     letter = DeadLetter.from_raw(msg.value, key=msg.key, source_topic=msg.topic, partition=msg.partition,
                                  offset=msg.offset, stage=stage, error=exc, cap=settings.dead_letter_raw_bytes,
                                  failed_at=failed_at)
     log.warning("dead letter %s at %s: %s", stage, msg.source, letter.error,
                 extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "stage": stage})
+    return Refused(msg, letter)
+
+
+def dead_letter(settings: Settings, msg: RawMessage, stage: str, exc: BaseException, failed_at: float,
+                metrics=None) -> Emit:
+    """The dead letter of ``msg`` to emit, counted in ``metrics`` when given."""
+    refused = refuse(settings, msg, stage, exc, failed_at)
     if metrics is not None:
-        metrics.dead_letters.labels(stage).inc()
-        metrics.events.labels(msg.topic, "dead_letter").inc()
-    return Emit(settings.topics.dead_letters, msg.key, letter.to_json())
+        refused.count(metrics)
+    return refused.emit(settings)

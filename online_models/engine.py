@@ -19,6 +19,7 @@ from online_models.drift import DriftMonitor
 from online_models.decisions import decide, reasons
 from online_models.fraud_model import FraudClassifier
 from online_models.rules import apply_bumps, rule_hits
+from schemas.internal_records import Snapshot
 from schemas.records import DriftSignal, FraudDecision, Transaction
 from streams.fraud_features import (FeatureConfig, MerchantUpdate, UserState, merchant_label_update,
                                     transaction_features)
@@ -32,7 +33,7 @@ class Scored:
     decision: FraudDecision
     user_state: UserState
     merchant_update: MerchantUpdate
-    snapshot: dict  # what learn_label needs later: features "x", merchant "m", event time "ts", score "p"
+    snapshot: Snapshot  # what learn_label needs when the label comes
     late: bool
 
 
@@ -108,30 +109,29 @@ class FraudEngine:
             decided_at=decided_at,
         )
         self._signals.extend(self.drift.observe_decision(x, score, tx.ts, decision.model_version))
-        snapshot = {"x": x, "m": tx.merchant_id, "ts": tx.ts, "p": decision.score}
+        snapshot = Snapshot(x, tx.merchant_id, tx.ts, decision.score)
         return Scored(decision, result.user_state, result.merchant_update, snapshot, result.late)
 
-    def label_effect(self, snapshot: Mapping, is_fraud: bool) -> MerchantUpdate:
+    def label_effect(self, snapshot: Snapshot, is_fraud: bool) -> MerchantUpdate:
         """What a label changes in the merchant's label counters (whoever learns the model)."""
-        assumed = bool(snapshot.get("a"))
+        assumed = snapshot.assumed_legitimate
         if assumed and not is_fraud:
             return MerchantUpdate({})
         return merchant_label_update(bool(is_fraud), correction=assumed)
 
-    def learn_label(self, snapshot: Mapping, is_fraud: bool, *, event_id: str, observed: bool = True) -> MerchantUpdate:
+    def learn_label(self, snapshot: Snapshot, is_fraud: bool, *, event_id: str, observed: bool = True) -> MerchantUpdate:
         """Learn from the features as they were at decision time; returns the merchant's label counters.
 
-        A snapshot flagged ``a`` was already learned as legitimate when its label horizon passed.
+        A snapshot ``assumed_legitimate`` was already learned as legitimate when its label horizon passed.
         A chargeback arriving after that is still learned (as a positive: online models cannot
         unlearn, so this corrects by adding the missing example); a confirmation teaches nothing new.
         ``observed=False`` (a label assumed at the horizon) teaches the model but not the drift
         detectors of error and label rate, which watch real labels only.
         """
         effect = self.label_effect(snapshot, is_fraud)
-        assumed = bool(snapshot.get("a"))
-        if assumed and not is_fraud:
+        if snapshot.assumed_legitimate and not is_fraud:
             return effect
-        self._signals.extend(self.lifecycle.learn_one(snapshot["x"], bool(is_fraud), event_id, snapshot["ts"],
+        self._signals.extend(self.lifecycle.learn_one(snapshot.features, bool(is_fraud), event_id, snapshot.ts,
                                                       measure=observed))
         return effect
 

@@ -13,6 +13,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from online_models.engine import FraudEngine
+from schemas.internal_records import Snapshot
 from schemas.records import FraudDecision, FraudLabel, Transaction
 from streams.fraud_features import UserState, apply_merchant_update
 
@@ -23,7 +24,7 @@ class FraudReplay:
     label_horizon_s: float
     users: dict[str, UserState] = field(default_factory=dict)
     merchants: dict[str, dict[str, float]] = field(default_factory=dict)
-    snapshots: dict[str, dict] = field(default_factory=dict)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
     decisions: dict[str, FraudDecision] = field(default_factory=dict)
     pending: list[tuple[float, str]] = field(default_factory=list)
     watermark: float = float("-inf")
@@ -44,7 +45,7 @@ class FraudReplay:
                                                                scored.merchant_update)
         self.snapshots[tx.event_id] = scored.snapshot
         self.decisions[tx.event_id] = scored.decision
-        self.engine.learn_unlabelled(scored.snapshot["x"])
+        self.engine.learn_unlabelled(scored.snapshot.features)
         heapq.heappush(self.pending, (tx.ts, tx.event_id))
         self.late += scored.late
         self.watermark = max(self.watermark, tx.ts)
@@ -69,10 +70,10 @@ class FraudReplay:
             snapshot = self.snapshots.get(event_id)
             if snapshot is not None:
                 self._learn(snapshot, False, event_id, observed=False)
-                self.snapshots[event_id] = {**snapshot, "a": 1}  # kept for a late chargeback
+                self.snapshots[event_id] = snapshot.learned_as_legitimate()  # kept for a late chargeback
                 self.expired_learned += 1
 
-    def _learn(self, snapshot: dict, is_fraud: bool, event_id: str, observed: bool = True) -> None:
+    def _learn(self, snapshot: Snapshot, is_fraud: bool, event_id: str, observed: bool = True) -> None:
         update = self.engine.learn_label(snapshot, is_fraud, event_id=event_id, observed=observed)
-        merchant = snapshot["m"]
+        merchant = snapshot.merchant_id
         self.merchants[merchant] = apply_merchant_update(self.merchants.get(merchant, {}), update)

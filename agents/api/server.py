@@ -48,9 +48,9 @@ from agents.api.auth import ApiError, ApiKeys, RateLimiter
 from agents.api.batching import ScoreBatcher
 from agents.api.openapi import openapi_document
 from agents.batching import send_all
-from agents.fraud_processor import ScoringFailed
 from agents.api.prediction_cache import PredictionCache
 from agents.runtime import Runtime
+from agents.transaction_path import ScoringFailed
 from online_models.engine import MODEL_NAME as FRAUD_MODEL
 from online_models.reco_engine import MODEL_NAME as RECO_MODEL
 from schemas.errors import InvalidEvent
@@ -92,7 +92,7 @@ class Api:
         self.keys = ApiKeys.parse(s.api_keys)
         self.limiter = RateLimiter(s.api_rate_per_s, s.api_burst)
         self.cache = PredictionCache(s.api_reco_cache_ttl_s)
-        self.batcher = ScoreBatcher(lambda items, started: runtime.processor.on_api_transactions(items, started),
+        self.batcher = ScoreBatcher(lambda *batch: runtime.processor.transactions.on_api_transactions(*batch),
                                     lambda emits: send_all(self.app, emits),
                                     lambda event_ids: runtime.processor.store.mark_published(event_ids))
         self.forward_mark = hmac.new(s.signing_key.get_secret_value().encode(), b"streamsense-api-forward",
@@ -166,7 +166,7 @@ class Api:
 
     # -- endpoints ------------------------------------------------------------------------------
     async def score(self, web: View, request: Request, forwarded: bool) -> Response:
-        processor = self._ready().processor
+        processor = self._ready().processor.transactions
         started = time.time()
         body = await read_capped(request, self.settings.max_event_bytes)
         try:

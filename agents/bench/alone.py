@@ -24,7 +24,7 @@ COUNTED = {"fraud": ("transactions",), "reco": ("interactions", "reco_requests")
 def _handlers(scenario: str, settings: Settings, redis: Redis) -> dict:
     if scenario == "fraud":
         fraud = FraudProcessor.on_redis(redis, settings)
-        return {"transactions": fraud.on_transactions, "fraud_labels": fraud.on_labels}
+        return {"transactions": fraud.transactions.on_transactions, "fraud_labels": fraud.labels.on_labels}
     reco = RecoProcessor.on_redis(redis, settings)
     return {"interactions": reco.on_interactions, "reco_requests": reco.on_requests}
 

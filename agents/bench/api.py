@@ -77,7 +77,7 @@ async def decide_alone(settings: Settings, n: int, seed: int) -> list[tuple[str,
     """The same single-event decisions in this process, straight to Redis (no HTTP, no Kafka, no
     worker event loop): the floor under ``POST /v1/score``."""
     redis = Redis.from_url(settings.redis_url.get_secret_value())
-    processor = FraudProcessor.on_redis(redis, settings)
+    processor = FraudProcessor.on_redis(redis, settings).transactions
     timings = []
     try:
         for _, _, raw in fraud_traffic(n, seed, labels=False):

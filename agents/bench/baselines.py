@@ -88,9 +88,9 @@ def naive_app(settings: Settings, report: Report) -> faust.App:
             merchant = {k.decode(): float(v) for k, v in (await redis.hgetall(merchant_key)).items()}
             state = UserState.from_bytes(blob) if blob else None
             scored = engine.score(tx, state, merchant, decided_at=time.time())
-            engine.learn_unlabelled(scored.snapshot["x"])
+            engine.learn_unlabelled(scored.snapshot.features)
             await redis.set(user_key, scored.user_state.to_bytes())
-            for name, value in scored.snapshot["x"].items():  # the feature store: one field per feature
+            for name, value in scored.snapshot.features.items():  # the feature store: one field per feature
                 await redis.hset(f"naive:f:{tx.user_id}", name, value)
             for name, delta in scored.merchant_update.increments.items():
                 await redis.hincrbyfloat(merchant_key, name, delta)

@@ -9,14 +9,14 @@ command, atomically, in one round trip.
 
 from __future__ import annotations
 
-from schemas import internal_json
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
 
 from agents.stores.keys import RedisKeys
-from schemas.records import FraudDecision
+from schemas import internal_json
+from schemas.internal_records import Snapshot, StoredDecision
 from schemas.settings import Settings
 from streams.fraud_features import MerchantUpdate, UserState
 
@@ -30,23 +30,6 @@ if #taken > 0 then return taken end
 for _, cmd in ipairs(req.c) do redis.call(unpack(cmd)) end
 return taken
 """
-
-
-@dataclass(frozen=True)
-class StoredDecision:
-    """A decision already recorded for an event_id, and the input offset that produced it."""
-
-    source: str
-    decision: dict
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> "StoredDecision":
-        doc = internal_json.loads(raw)
-        return cls(source=doc["src"], decision=doc["d"])
-
-    def record(self) -> bytes:
-        """The decision as it is published on fraud-decisions, byte for byte."""
-        return FraudDecision.from_dict(self.decision).to_json()
 
 
 @dataclass
@@ -97,20 +80,19 @@ class FraudStore:
         )
 
     # -- building a commit -------------------------------------------------------------------
-    def record_decision(self, batch: WriteBatch, event_id: str, source: str, decision: Mapping,
-                        snapshot: Mapping | None, event_ts: float) -> None:
+    def record_decision(self, batch: WriteBatch, stored: StoredDecision, snapshot: Snapshot | None) -> None:
         """Store the decision; keep ``snapshot`` for its label (None: its label is already here)."""
+        event_id = stored.decision.event_id
         key = self.keys.decision(event_id)
         s = self.settings
         batch.guards.append(key)
-        stored = internal_json.dumps({"src": source, "d": decision}).decode()
-        batch.commands.append(["SET", key, stored, "EX", str(s.decision_ttl_s)])
+        batch.commands.append(["SET", key, stored.to_bytes().decode(), "EX", str(s.decision_ttl_s)])
         if snapshot is None:
             batch.commands.append(["DEL", self.keys.early_label(event_id)])
             return
-        batch.commands.append(["SET", self.keys.snapshot(event_id),
-                               internal_json.dumps(snapshot).decode(), "EX", str(s.snapshot_ttl_s)])
-        batch.commands.append(["ZADD", self.keys.pending_labels(), repr(float(event_ts)), event_id])
+        batch.commands.append(["SET", self.keys.snapshot(event_id), snapshot.to_bytes().decode(), "EX",
+                               str(s.snapshot_ttl_s)])
+        batch.commands.append(["ZADD", self.keys.pending_labels(), repr(float(snapshot.ts)), event_id])
 
     def hold_until_published(self, batch: WriteBatch, event_id: str, committed_at: float) -> None:
         """An HTTP decision is answered before the broker acknowledges it; until then its event_id
@@ -139,7 +121,7 @@ class FraudStore:
         return [int(i) for i in taken]
 
     # -- labels ------------------------------------------------------------------------------
-    async def take_snapshots(self, event_ids: Sequence[str]) -> tuple[dict[str, dict | None], set[str]]:
+    async def take_snapshots(self, event_ids: Sequence[str]) -> tuple[dict[str, Snapshot | None], set[str]]:
         """Fetch and delete snapshots (GETDEL), so each event is learned from at most once; also
         which of the events are decided. One MULTI/EXEC: a decision committed in between cannot
         make a decided event look snapshot-less."""
@@ -152,7 +134,7 @@ class FraudStore:
             pipe.zrem(self.keys.pending_labels(), *event_ids)
             replies = await pipe.execute()
         decided = {e for e, r in zip(event_ids, replies[0:-1:2]) if r}
-        return {e: internal_json.loads(r) if r else None for e, r in zip(event_ids, replies[1:-1:2])}, decided
+        return {e: Snapshot.from_bytes(r) if r else None for e, r in zip(event_ids, replies[1:-1:2])}, decided
 
     # -- HTTP decisions waiting for the broker ---------------------------------------------------
     async def unpublished(self, before: float, limit: int) -> dict[str, StoredDecision | None]:
@@ -182,16 +164,16 @@ class FraudStore:
         raw = await self.redis.zrangebyscore(self.keys.pending_labels(), "-inf", before_ts, start=0, num=limit)
         return [r.decode() for r in raw]
 
-    async def read_snapshots(self, event_ids: Sequence[str]) -> dict[str, dict | None]:
+    async def read_snapshots(self, event_ids: Sequence[str]) -> dict[str, Snapshot | None]:
         if not event_ids:
             return {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for event_id in event_ids:
                 pipe.get(self.keys.snapshot(event_id))
             replies = await pipe.execute()
-        return {e: internal_json.loads(r) if r else None for e, r in zip(event_ids, replies)}
+        return {e: Snapshot.from_bytes(r) if r else None for e, r in zip(event_ids, replies)}
 
-    async def claim_expired(self, event_ids: Sequence[str]) -> dict[str, dict | None]:
+    async def claim_expired(self, event_ids: Sequence[str]) -> dict[str, Snapshot | None]:
         """Snapshots of the expired ids this caller removed from the pending set (others got the rest)."""
         if not event_ids:
             return {}
@@ -201,7 +183,7 @@ class FraudStore:
             removed = await pipe.execute()
         return await self.read_snapshots([e for e, r in zip(event_ids, removed) if r])
 
-    async def mark_assumed_legitimate(self, event_ids: Sequence[str], snapshots: Mapping[str, dict]) -> None:
+    async def mark_assumed_legitimate(self, event_ids: Sequence[str], snapshots: Mapping[str, Snapshot]) -> None:
         """Flag snapshots as learned-as-legitimate (kept for a late chargeback) and stop waiting for them.
 
         ``XX``: a label that took the snapshot meanwhile wins; nothing is recreated.
@@ -210,7 +192,7 @@ class FraudStore:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for event_id, snapshot in snapshots.items():
-                pipe.set(self.keys.snapshot(event_id), internal_json.dumps({**snapshot, "a": 1}),
+                pipe.set(self.keys.snapshot(event_id), snapshot.learned_as_legitimate().to_bytes(),
                          xx=True, keepttl=True)
             pipe.zrem(self.keys.pending_labels(), *event_ids)
             await pipe.execute()

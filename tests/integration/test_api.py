@@ -109,7 +109,7 @@ def test_a_decision_answered_but_never_published_is_published_by_the_sweep(api):
         # the committed decision, its event_id in the unpublished set, nothing on the topic.
         redis = Redis.from_url(settings.redis_url.get_secret_value())
         try:
-            processor = FraudProcessor.on_redis(redis, settings)
+            processor = FraudProcessor.on_redis(redis, settings).transactions
             answers, _, durable = await processor.on_api_transactions([(raw, processor.decode(raw, time.time()))],
                                                                       time.time())
             assert durable

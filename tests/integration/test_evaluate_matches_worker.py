@@ -9,6 +9,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
+from agents.fraud_outcome import FraudOutcome
 from agents.fraud_processor import FraudProcessor
 from agents.stores.fraud import FraudStore
 from agents.learner import Learner
@@ -37,15 +38,24 @@ async def test_worker_and_evaluate_score_the_same_stream_identically(redis_url: 
                             clock=lambda: START)
     learner = Learner(settings, engine, worker.metrics)
     worker_scores = []
-    for offset, ev in enumerate(sim):
-        emits = await worker.on_transactions([RawMessage("transactions", 0, offset, None,
-                                                         json.dumps(ev.payload).encode())])
-        worker_scores.append(next(json.loads(e.value)["score"] for e in emits if e.topic == "fraud-decisions"))
+
+    async def learn(outcome: FraudOutcome, offset: int) -> None:
+        """Through the learn topic's bytes, as the worker's learner reads them."""
         await learner.on_examples([RawMessage(settings.learn_topic, 0, offset, e.key, e.value)
-                                   for e in emits if e.topic == settings.learn_topic])
+                                   for e in outcome.to_emits(settings, worker.metrics)
+                                   if e.topic == settings.learn_topic])
+
+    for offset, ev in enumerate(sim):
+        decided = await worker.transactions.on_transactions([RawMessage("transactions", 0, offset, None,
+                                                                        json.dumps(ev.payload).encode())])
+        (decision,) = decided.decisions
+        worker_scores.append(decision.score)
+        await learn(decided, offset)
         label = {"event_id": ev.payload["event_id"], "is_fraud": bool(ev.is_fraud), "ts": ev.ts}
-        (example,) = await worker.on_labels([RawMessage("fraud-labels", 0, offset, None, json.dumps(label).encode())])
-        await learner.on_examples([RawMessage(settings.learn_topic, 0, offset, example.key, example.value)])
+        labelled = await worker.labels.on_labels([RawMessage("fraud-labels", 0, offset, None,
+                                                             json.dumps(label).encode())])
+        assert len(labelled.examples) == 1 and not labelled.refused
+        await learn(labelled, offset)
     await redis.aclose()
 
     evaluated = []

@@ -27,7 +27,7 @@ def engine_after(n: int, settings: Settings) -> FraudEngine:
     for i in range(n):
         tx = Transaction(f"e{i}", 1_700_000_000.0 + i, f"u{i % 7}", "m", 10.0 + i % 50, "EUR", "FR", "web", "d")
         scored = engine.score(tx, None, {}, decided_at=0.0)
-        engine.learn_unlabelled(scored.snapshot["x"])
+        engine.learn_unlabelled(scored.snapshot.features)
         engine.learn_label(scored.snapshot, i % 9 == 0, event_id=tx.event_id)
     return engine
 

@@ -58,11 +58,11 @@ def test_learning_uses_the_snapshot_taken_at_decision_time() -> None:
     engine = FraudEngine(Settings())
     first = engine.score(tx("e1", START), None, {}, decided_at=START)
     later = engine.score(tx("e2", START + 10), first.user_state, {}, decided_at=START + 10)
-    assert first.snapshot["x"]["user_count_1h"] == 0 and later.snapshot["x"]["user_count_1h"] == 1
+    assert first.snapshot.features["user_count_1h"] == 0 and later.snapshot.features["user_count_1h"] == 1
     before = engine.classifier.n_learned
     engine.learn_label(first.snapshot, True, event_id="e1")
     assert engine.classifier.n_learned == before + 1
-    assert first.snapshot["x"]["user_count_1h"] == 0  # learning never rewrites the snapshot
+    assert first.snapshot.features["user_count_1h"] == 0  # learning never rewrites the snapshot
 
 
 def test_decisions_carry_flags_reasons_and_model_version() -> None:

@@ -1,0 +1,64 @@
+"""What the fraud path made of a batch, typed, and the one place it becomes Kafka messages.
+
+The transaction path, the label path and the learner each return a ``FraudOutcome``: decisions,
+refused messages, examples for the learner and drift signals. Callers read those fields (the HTTP
+API answers from ``decisions`` and ``refused``); ``to_emits`` serialises each kind once, and counts
+what it emits (dead letters by stage, drift signals), so a batch that is retried is counted once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from agents.messages import Emit, Refused
+from agents.metrics import Metrics
+from schemas.internal_records import LearnExample, learn_batch
+from schemas.records import DriftSignal, FraudDecision
+from schemas.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LEARN_CHUNK = 100  # examples per message on the learn topic: well under Kafka's 1 MB default
+
+
+@dataclass
+class FraudOutcome:
+    decisions: list[FraudDecision] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    examples: list[LearnExample] = field(default_factory=list)  # for the learner, in the order to learn them
+    signals: list[DriftSignal] = field(default_factory=list)
+
+    def extend(self, other: "FraudOutcome") -> None:
+        self.decisions.extend(other.decisions)
+        self.refused.extend(other.refused)
+        self.examples.extend(other.examples)
+        self.signals.extend(other.signals)
+
+    def to_emits(self, settings: Settings, metrics: Metrics) -> list[Emit]:
+        topics = settings.topics
+        emits = [Emit(topics.fraud_decisions, d.event_id.encode(), d.to_json()) for d in self.decisions]
+        for refused in self.refused:
+            refused.count(metrics)
+            emits.append(refused.emit(settings))
+        emits.extend(learn_messages(settings, self.examples))
+        emits.extend(drift_emits(settings, metrics, self.signals))
+        return emits
+
+
+def learn_messages(settings: Settings, examples: Sequence[LearnExample]) -> list[Emit]:
+    """Examples for the learner (internal topic, one partition), many to a message: one Kafka
+    message per event cost the learner Faust's per-message overhead on every decision."""
+    return [Emit(settings.learn_topic, examples[i].event_id.encode(), learn_batch(examples[i:i + LEARN_CHUNK]))
+            for i in range(0, len(examples), LEARN_CHUNK)]
+
+
+def drift_emits(settings: Settings, metrics: Metrics, signals: Sequence[DriftSignal]) -> list[Emit]:
+    """Drift signals for drift-signals, counted and logged: the only place a signal is emitted."""
+    emits = []
+    for signal in signals:
+        metrics.drift.labels(signal.target, signal.detector, signal.severity).inc()
+        log.warning("drift: %s %s (%s, %s)", signal.target, signal.name, signal.detector, signal.severity)
+        emits.append(Emit(settings.topics.drift_signals, f"{signal.target}/{signal.name}".encode(), signal.to_json()))
+    return emits

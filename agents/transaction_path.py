@@ -1,0 +1,268 @@
+"""The transaction path for one batch: decode, load state, score, commit; a typed outcome.
+
+Outcome per input message, exactly one of:
+- a decision for fraud-decisions (new, or the stored one again when Kafka redelivers the same
+  offset after a crash: same bytes, so consumers see one effective decision);
+- a dead letter (invalid bytes, a duplicate event_id from another offset, a failure inside
+  feature or model code for that one event).
+
+Every decided event also goes to the learner unlabelled (the anomaly model learns all of them);
+a label that was parked before its transaction was decided is learned once the decision is
+committed (agents.label_path).
+
+Redis unreachable: events are still scored, from empty state, flagged ``degraded``.
+
+The HTTP API (``on_api_transactions``) goes through the same code. An event_id that arrives both
+ways is decided once: whichever comes second gets the stored decision. Batches and API events
+take turns (one lock), so two of them never read and write the same user's state at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from redis.exceptions import RedisError
+
+from agents.breaker import CircuitBreaker
+from agents.fraud_outcome import FraudOutcome
+from agents.label_path import LabelPath
+from agents.messages import API_SOURCE, Emit, RawMessage, refuse
+from agents.metrics import Metrics
+from agents.stores.fraud import FraudStore, LoadedState, WriteBatch
+from online_models.engine import MODEL_NAME, FraudEngine
+from schemas.errors import InvalidEvent
+from schemas.internal_records import LabelledExample, StoredDecision, UnlabelledExample
+from schemas.records import Transaction
+from schemas.settings import Settings
+from schemas.validation import decode_transaction
+from streams.fraud_features import apply_merchant_update
+
+log = logging.getLogger(__name__)
+
+MAX_COMMIT_ATTEMPTS = 3
+
+
+class DuplicateEvent(InvalidEvent):
+    """The event_id was already decided from another input offset."""
+
+
+class ScoringFailed(RuntimeError):
+    """Feature or model code failed for an API event (a Kafka event would be a ``score`` dead letter)."""
+
+
+@dataclass
+class TransactionStats:
+    redelivered: int = 0
+    degraded: int = 0
+    late: int = 0
+    watermark: float = float("-inf")  # the newest event time decided (the label horizon runs on it)
+
+
+@dataclass
+class Plan:
+    """A batch decided against loaded state, before its commit."""
+
+    outcome: FraudOutcome
+    batch: WriteBatch
+    early: list[LabelledExample]  # labels that came first: learned once the commit holds
+    decided: list[tuple[RawMessage, str, str]]  # (message, decision, outcome) for the metrics
+
+
+class TransactionPath:
+    def __init__(self, settings: Settings, engine: FraudEngine, store: FraudStore, labels: LabelPath,
+                 metrics: Metrics, clock: Callable[[], float] = time.time,
+                 breaker: CircuitBreaker | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.labels = labels
+        self.metrics = metrics
+        self.clock = clock
+        self.breaker = breaker or CircuitBreaker(on_change=metrics.breaker_state)
+        self.stats = TransactionStats()
+        self._state_lock = asyncio.Lock()
+
+    def decode(self, raw: bytes, now: float) -> Transaction:
+        s = self.settings
+        return decode_transaction(raw, max_bytes=s.max_event_bytes, now=now, max_future_s=s.max_future_s,
+                                  max_past_s=s.max_past_s)
+
+    async def on_transactions(self, messages: Sequence[RawMessage]) -> FraudOutcome:
+        started = self.clock()
+        outcome = FraudOutcome()
+        valid: list[tuple[RawMessage, Transaction]] = []
+        for msg in messages:
+            try:
+                valid.append((msg, self.decode(msg.value or b"", started)))
+            except InvalidEvent as exc:
+                outcome.refused.append(refuse(self.settings, msg, "validate", exc, self.clock()))
+        if valid:
+            async with self._state_lock:
+                decided, _ = await self._decide(valid, started)
+            outcome.extend(decided)
+        outcome.signals.extend(self.engine.take_signals())
+        return outcome
+
+    async def on_api_transactions(self, items: Sequence[tuple[bytes, Transaction]], started: float
+                                  ) -> tuple[list[bytes | ScoringFailed], list[Emit], bool]:
+        """Transactions from the HTTP API, already decoded by ``decode``, with distinct event_ids:
+        each one's decision (the bytes that go to fraud-decisions) or ScoringFailed, everything to
+        emit, and whether the decisions are durable: committed to Redis with their event_ids in the
+        unpublished set, so they reach fraud-decisions even if this worker dies before the broker
+        has them (False: decided degraded, without Redis)."""
+        messages = [(RawMessage.from_api(tx.user_id.encode(), raw, started, index=i), tx)
+                    for i, (raw, tx) in enumerate(items)]
+        async with self._state_lock:
+            outcome, durable = await self._decide(messages, started)
+        outcome.signals.extend(self.engine.take_signals())
+        # An API event has no offset to cite in a dead letter: its caller gets the error instead.
+        failures = {refused.msg.offset: ScoringFailed(refused.letter.error) for refused in outcome.refused}
+        outcome.refused = []
+        emits = outcome.to_emits(self.settings, self.metrics)
+        decisions = {e.key: e.value for e in emits if e.topic == self.settings.topics.fraud_decisions}
+        answers = [decisions.get(tx.event_id.encode()) or failures.get(i) or ScoringFailed("no decision")
+                   for i, (_, tx) in enumerate(items)]
+        return answers, emits, durable
+
+    async def unpublished_decisions(self, limit: int = 1000) -> tuple[list[Emit], list[str]]:
+        """HTTP decisions committed over ``api_publish_grace_s`` ago that the broker never
+        acknowledged (the worker died after answering, the broker failed): their records to send
+        again, and the event_ids to mark published once the broker has them."""
+        stored = await self.store.unpublished(self.clock() - self.settings.api_publish_grace_s, limit)
+        outcome = FraudOutcome(decisions=[s.decision for s in stored.values() if s is not None])
+        if outcome.decisions:
+            log.warning("publishing %d HTTP decisions again: the broker never acknowledged them",
+                        len(outcome.decisions))
+        return outcome.to_emits(self.settings, self.metrics), list(stored)
+
+    async def _decide(self, valid: list[tuple[RawMessage, Transaction]], started: float
+                      ) -> tuple[FraudOutcome, bool]:
+        """The outcome, and whether it was committed to Redis (False: decided degraded)."""
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            if not self.breaker.allow():
+                return self._decide_degraded(valid, started), False
+            asked = time.monotonic()
+            try:
+                loaded = await self.store.load((tx.user_id for _, tx in valid),
+                                               (tx.merchant_id for _, tx in valid),
+                                               (tx.event_id for _, tx in valid))
+            except RedisError as exc:
+                self._redis_failed("load", exc)
+                return self._decide_degraded(valid, started), False
+            redis_s = time.monotonic() - asked
+            plan = self._plan(valid, loaded, started)
+            asked = time.monotonic()
+            try:
+                taken = await self.store.commit(plan.batch)
+            except RedisError as exc:
+                self._redis_failed("commit", exc)
+                return self._decide_degraded(valid, started), False
+            self._redis_answered(redis_s + time.monotonic() - asked)
+            if not taken:
+                # Only once the decisions are committed: never learned twice.
+                plan.outcome.examples.extend(await self.labels.learn(plan.early))
+                self._observe(plan.decided, started)
+                return plan.outcome, True
+            # Another worker decided some of these event_ids meanwhile: reload and redo.
+            log.info("%d decisions raced with another worker; reloading batch", len(taken))
+        raise RuntimeError("decision commit kept conflicting; giving up on this batch")
+
+    def _plan(self, valid: list[tuple[RawMessage, Transaction]], loaded: LoadedState, started: float) -> Plan:
+        plan = Plan(FraudOutcome(), WriteBatch(), [], [])
+        outcome, batch = plan.outcome, plan.batch
+        users = dict(loaded.users)
+        merchants = {m: dict(h) for m, h in loaded.merchants.items()}
+        decided_here: dict[str, str] = {}
+        touched_users: set[str] = set()
+        unlabelled: list[UnlabelledExample] = []  # every decided event, for the anomaly model
+        for msg, tx in valid:
+            stored = loaded.decisions.get(tx.event_id)
+            first_source = stored.source if stored else decided_here.get(tx.event_id)
+            # The same offset again (a redelivery), or one event sent over both HTTP and Kafka:
+            # the stored decision, byte for byte.
+            if stored and (stored.source == msg.source or API_SOURCE in (stored.source, msg.source)):
+                outcome.decisions.append(stored.decision)
+                self.stats.redelivered += 1
+                plan.decided.append((msg, stored.decision.decision, "redelivered"))
+                continue
+            if first_source:
+                exc = DuplicateEvent("duplicate_event_id", "event_id",
+                                     f"event_id {tx.event_id!r} was already decided (from {first_source})")
+                outcome.refused.append(refuse(self.settings, msg, "dedupe", exc, self.clock()))
+                continue
+            try:
+                scored = self.engine.score(tx, users.get(tx.user_id), merchants.get(tx.merchant_id, {}),
+                                           decided_at=self.clock())
+            except Exception as exc:  # noqa: BLE001 - one bad event must not ack-and-lose the batch
+                log.exception("scoring failed for event %s at %s", tx.event_id, msg.source)
+                outcome.refused.append(refuse(self.settings, msg, "score", exc, self.clock()))
+                continue
+            decision = dataclasses.replace(scored.decision, latency_ms=(self.clock() - started) * 1000.0)
+            users[tx.user_id] = scored.user_state
+            touched_users.add(tx.user_id)
+            merchants[tx.merchant_id] = apply_merchant_update(merchants.get(tx.merchant_id, {}),
+                                                              scored.merchant_update)
+            self.store.update_merchant(batch, tx.merchant_id, scored.merchant_update)
+            label = loaded.early_labels.get(tx.event_id)
+            if label is not None:
+                plan.early.append(LabelledExample(tx.event_id, scored.snapshot, label))
+            self.store.record_decision(batch, StoredDecision(msg.source, decision),
+                                       None if label is not None else scored.snapshot)
+            if msg.via_api:
+                self.store.hold_until_published(batch, tx.event_id, self.clock())
+            decided_here[tx.event_id] = msg.source
+            self.stats.late += scored.late
+            self.stats.watermark = max(self.stats.watermark, tx.ts)
+            outcome.decisions.append(decision)
+            unlabelled.append(UnlabelledExample(tx.event_id, scored.snapshot.features))
+            plan.decided.append((msg, decision.decision, "decided"))
+        outcome.examples.extend(unlabelled)
+        for user_id in touched_users:
+            self.store.save_user(batch, user_id, users[user_id])  # type: ignore[arg-type]
+        return plan
+
+    def _decide_degraded(self, valid: list[tuple[RawMessage, Transaction]], started: float) -> FraudOutcome:
+        outcome, decided = FraudOutcome(), []
+        for msg, tx in valid:
+            try:
+                scored = self.engine.score(tx, None, {}, decided_at=self.clock(), degraded=True)
+            except Exception as exc:  # noqa: BLE001 - see _plan
+                outcome.refused.append(refuse(self.settings, msg, "score", exc, self.clock()))
+                continue
+            decision = dataclasses.replace(scored.decision, latency_ms=(self.clock() - started) * 1000.0)
+            outcome.decisions.append(decision)
+            decided.append((msg, decision.decision, "degraded"))
+            self.stats.degraded += 1
+        self._observe(decided, started)
+        return outcome
+
+    def _redis_answered(self, seconds: float) -> None:
+        """A slow answer is a failure for the breaker (the batch keeps its result): while the
+        breaker is open, decisions stop waiting on Redis."""
+        if seconds <= self.settings.redis_slow_call_s:
+            self.breaker.success()
+            return
+        log.warning("redis took %.0f ms for one batch (breaker %s)", seconds * 1000, self.breaker.state)
+        self.metrics.redis_errors.labels("slow").inc()
+        self.breaker.failure()
+
+    def _redis_failed(self, operation: str, exc: Exception) -> None:
+        log.warning("redis %s failed (breaker %s); deciding degraded: %s", operation, self.breaker.state, exc)
+        self.metrics.redis_errors.labels(operation).inc()
+        self.breaker.failure()
+
+    def _observe(self, decided: Sequence[tuple[RawMessage, str, str]], started: float) -> None:
+        now = self.clock()
+        for msg, decision, outcome in decided:
+            self.metrics.events.labels(msg.topic, outcome).inc()
+            if outcome != "redelivered":
+                self.metrics.decisions.labels(decision).inc()
+            if msg.timestamp:
+                self.metrics.end_to_end.labels("fraud").observe(max(now - msg.timestamp, 0.0))
+            self.metrics.processing.labels("fraud").observe(max(now - started, 0.0))
+        self.metrics.model_version.labels(MODEL_NAME).set(self.engine.classifier.n_learned)

@@ -1,0 +1,120 @@
+"""Streamsense's own records: what it keeps in Redis for itself and sends itself on the learn topic.
+
+Each record has one serialisation, defined here: compact JSON through ``schemas.internal_json``,
+with short keys because one of each is written for every decision. No other service reads these
+(the public contracts are ``schemas.records``), but workers of two releases share them during a
+rolling upgrade, so the keys below are the format: change them only with a version.
+
+>>> snap = Snapshot({"amount": 12.5}, "m1", 100.0, 0.25)
+>>> snap.to_bytes()
+b'{"x":{"amount":12.5},"m":"m1","ts":100.0,"p":0.25}'
+>>> Snapshot.from_bytes(snap.learned_as_legitimate().to_bytes()).assumed_legitimate
+True
+>>> batch = learn_batch([UnlabelledExample("e1", {"amount": 12.5}), LabelledExample("e2", snap, True)])
+>>> [example_from_doc(doc) for doc in read_learn_batch(batch)][0]
+UnlabelledExample(event_id='e1', features={'amount': 12.5})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from schemas import internal_json
+from schemas.records import FraudDecision
+
+UNKNOWN_SCORE = 0.5  # snapshots written before the score was kept in them
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A decided event's features as they were at decision time, kept until its label arrives
+    (the model learns from these, never from features computed later: no leakage)."""
+
+    features: Mapping[str, float]
+    merchant_id: str
+    ts: float  # event time of the transaction
+    score: float  # the score it was decided with (for the rolling ROCAUC once labelled)
+    assumed_legitimate: bool = False  # already learned as legitimate at the label horizon
+
+    def learned_as_legitimate(self) -> "Snapshot":
+        return dataclasses.replace(self, assumed_legitimate=True)
+
+    def to_doc(self) -> dict:
+        doc = {"x": self.features, "m": self.merchant_id, "ts": self.ts, "p": self.score}
+        if self.assumed_legitimate:
+            doc["a"] = 1
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Mapping) -> "Snapshot":
+        return cls(doc["x"], doc["m"], doc["ts"], doc.get("p", UNKNOWN_SCORE), bool(doc.get("a")))
+
+    def to_bytes(self) -> bytes:
+        return internal_json.dumps(self.to_doc())
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Snapshot":
+        return cls.from_doc(internal_json.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    """The decision recorded for an event_id, and the input it came from (an offset, or ``api``)."""
+
+    source: str
+    decision: FraudDecision
+
+    def to_bytes(self) -> bytes:
+        return internal_json.dumps({"src": self.source, "d": self.decision.to_dict()})
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "StoredDecision":
+        doc = internal_json.loads(raw)
+        return cls(source=doc["src"], decision=FraudDecision.from_dict(doc["d"]))
+
+
+@dataclass(frozen=True, slots=True)
+class UnlabelledExample:
+    """A decided event's features: the anomaly model learns every event once, label or not."""
+
+    event_id: str
+    features: Mapping[str, float]
+
+    def to_doc(self) -> dict:
+        return {"e": self.event_id, "y": None, "o": True, "s": {"x": self.features}}
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledExample:
+    """A snapshot with its label, for the classifier."""
+
+    event_id: str
+    snapshot: Snapshot
+    is_fraud: bool
+    observed: bool = True  # False: assumed legitimate at the horizon, not a label anyone sent
+
+    def to_doc(self) -> dict:
+        return {"e": self.event_id, "y": self.is_fraud, "o": self.observed, "s": self.snapshot.to_doc()}
+
+
+LearnExample = UnlabelledExample | LabelledExample
+
+
+def example_from_doc(doc: Mapping) -> LearnExample:
+    """One example of a learn batch; raises KeyError or TypeError on a malformed one."""
+    if doc["y"] is None:
+        return UnlabelledExample(doc["e"], doc["s"]["x"])
+    return LabelledExample(doc["e"], Snapshot.from_doc(doc["s"]), bool(doc["y"]), bool(doc["o"]))
+
+
+def learn_batch(examples: Sequence[LearnExample]) -> bytes:
+    """Several examples in one learn-topic message."""
+    return internal_json.dumps({"b": [example.to_doc() for example in examples]})
+
+
+def read_learn_batch(raw: bytes) -> list:
+    """The example documents of a learn-topic message, each read on its own by ``example_from_doc``
+    (so one malformed example is refused alone); raises ValueError, KeyError or TypeError."""
+    return internal_json.loads(raw)["b"]
