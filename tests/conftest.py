@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from agents.dev.embedded import ManagedProcess, create_topics, free_port, start_broker, start_redis
+from agents.commands.topics import create_topics
+from agents.dev.embedded import ManagedProcess, free_port, start_broker, start_redis
 from schemas.settings import SecretStr, Settings, Topics
 
 
@@ -41,8 +42,7 @@ def settings(broker: str, redis_url: str, tmp_path) -> Settings:
 
 @pytest.fixture
 def worker(settings: Settings, tmp_path):
-    asyncio.run(create_topics(settings.bootstrap_servers, [getattr(settings.topics, n) for n in
-                                                              Topics.__dataclass_fields__], settings.partitions))
+    asyncio.run(create_topics(settings))
     proc = ManagedProcess("worker", [sys.executable, "-m", "agents", "worker", "--loglevel", "warning"],
                           env={**os.environ, **settings.to_env()}, log_dir=tmp_path)
     yield proc

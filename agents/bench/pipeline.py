@@ -35,8 +35,9 @@ from agents.bench.io import (Message, cpu_seconds, distinct_user_traffic, fraud_
                              processed, read_back, reco_traffic, rss_bytes)
 from agents.bench.alone import alone
 from agents.bench.report import SCENARIOS
-from agents.dev.stack import all_topics, start_worker, wait_ready
-from agents.dev.embedded import EmbeddedStack, ManagedProcess, create_topics, free_port
+from agents.commands.topics import create_topics
+from agents.dev.embedded import EmbeddedStack, ManagedProcess, free_port
+from agents.dev.stack import start_worker, wait_ready
 from agents.sim.traffic import SIMULATED_LABEL_HORIZON_S
 from schemas.settings import SecretStr, Settings, Topics
 
@@ -91,7 +92,7 @@ class Bench:
 
     def prepare(self, settings: Settings) -> None:
         self.redis.flushall()
-        asyncio.run(create_topics(settings.bootstrap_servers, all_topics(settings), settings.partitions))
+        asyncio.run(create_topics(settings))
 
     def start(self, scenario: str, settings: Settings, report: Path | None = None, expect: int = 0
               ) -> ManagedProcess:

@@ -8,7 +8,6 @@ its own pid, never by name.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -16,9 +15,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 
 class EmbeddedError(RuntimeError):
@@ -146,35 +142,6 @@ def start_redis(log_dir: Path | None = None, timeout: float = 15.0, port: int | 
                           log_dir=log_dir)
     wait_until(lambda: redis_ping(port), "PONG", proc, timeout)
     return proc, f"redis://127.0.0.1:{port}/0"
-
-
-async def create_topics(bootstrap: str, names: list[str], partitions: int, timeout: float = 30.0) -> None:
-    """Create ``names`` (idempotent) and wait until the broker reports them with their partitions."""
-    deadline = time.monotonic() + timeout
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    while True:
-        try:
-            await admin.start()
-            break
-        except KafkaError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-    try:
-        try:
-            await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
-        except TopicAlreadyExistsError:
-            pass
-        while True:
-            described = await admin.describe_topics(names)
-            ready = {t["topic"] for t in described if not t["error_code"] and len(t["partitions"]) == partitions}
-            if ready >= set(names):
-                return
-            if time.monotonic() > deadline:
-                raise EmbeddedError(f"topics not ready after {timeout:.0f} s: {sorted(set(names) - ready)}")
-            await asyncio.sleep(0.2)
-    finally:
-        await admin.close()
 
 
 class EmbeddedStack:

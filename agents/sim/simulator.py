@@ -2,25 +2,39 @@
 
 A small share of poison messages is mixed in on purpose, so the demo shows dead letters.
 The ground truth of every transaction is kept in ``Truth`` for the live ROCAUC figure.
+`streamsense simulate` (``run_simulate``) runs here with no dashboard, so the image, which carries
+no development stack, can run it next to the workers (docker/compose.yaml); `streamsense dev`
+adds its figures to the same ``traffic``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import logging
+import random
+import signal
 import time
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
+from agents.commands.topics import create_topics
 from agents.sim.pacing import Pacer
 from agents.sim.reco_traffic import RecoTrafficSimulator
 from agents.sim.traffic import TrafficSimulator
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Simulated time runs faster than the wall clock (about 2,000x at 300 transactions/s); it starts
+# this far in the past so event times stay behind the wall clock and inside max_past_s for a
+# demo of about 20 minutes; the simulator stops when its clock reaches the wall clock.
+SIMULATION_SPAN_S = 28 * 86400.0
+# Shoppers and card testers change behaviour after two simulated days (a drift mid-run).
+DRIFT_AFTER_S = 2 * 86400.0
+# Interactions and recommendation requests per transaction sent.
+RECO_SHARE = 0.5
 
 # Each one must end as a dead letter: invalid JSON, a NaN, a wrong type, an unknown enum value.
 POISON = (
@@ -107,3 +121,33 @@ async def publish_reco(settings: Settings, sim: RecoTrafficSimulator, truth: Tru
             await pacer.sent_one()
     finally:
         await producer.stop()
+
+
+def stop_event(duration: float | None) -> asyncio.Event:
+    """Set on SIGINT or SIGTERM, or after ``duration`` seconds; call inside the running loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if duration:
+        loop.call_later(duration, stop.set)
+    return stop
+
+
+async def traffic(settings: Settings, truth: Truth, stop: asyncio.Event, *, rate: float, seed: int) -> None:
+    """Payments at ``rate`` transactions/s and shopping at ``RECO_SHARE`` of it, until ``stop``."""
+    start = simulation_start(SIMULATION_SPAN_S)
+    sim = TrafficSimulator(seed=seed, start_ts=start, drift_at=DRIFT_AFTER_S)
+    shoppers = RecoTrafficSimulator(seed=seed, start_ts=start)
+    await asyncio.gather(publish(settings, sim, truth, rate=rate, stop=stop, seed=seed),
+                         publish_reco(settings, shoppers, truth, rate=rate * RECO_SHARE, stop=stop))
+
+
+def run_simulate(settings: Settings, *, rate: float, seed: int, duration: float | None) -> int:
+    """Only the simulators, against the configured Kafka (the compose file runs this next to the workers)."""
+    async def simulate() -> None:
+        await create_topics(settings)
+        await traffic(settings, Truth(), stop_event(duration), rate=rate, seed=seed)
+
+    asyncio.run(simulate())
+    return 0

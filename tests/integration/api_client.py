@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from agents.api.auth import new_api_key
-from agents.dev.embedded import create_topics
+from agents.commands.topics import create_topics
 from agents.stores.keys import RedisKeys
 from schemas.settings import SecretStr, Settings, Topics
 from streams.fraud_features import UserState
@@ -35,7 +35,7 @@ def api_settings(broker: str, redis_url: str, log_dir: Path, api_keys: str, **ch
                         redis_key_prefix=f"ss:api:{suffix}", partitions=4, data_dir=str(log_dir / "data"),
                         topics=Topics(**{n: f"{n}-{suffix}" for n in Topics.__dataclass_fields__}),
                         api_keys=api_keys, **changes)
-    asyncio.run(create_topics(broker, [getattr(settings.topics, n) for n in Topics.__dataclass_fields__], 4))
+    asyncio.run(create_topics(settings))
     return settings
 
 

@@ -16,8 +16,9 @@ from redis.asyncio import Redis
 
 from agents.stores.checkpoints import RedisCheckpoints
 from agents.stores.keys import RedisKeys
-from agents.dev.embedded import ManagedProcess, create_topics
-from schemas.settings import Settings, Topics
+from agents.commands.topics import create_topics
+from agents.dev.embedded import ManagedProcess
+from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -61,8 +62,7 @@ def probes(topic: str, round_: str, now: float) -> list[tuple[str, bytes]]:
 
 async def scenario(settings: Settings, tmp_path: Path) -> tuple[list[float], list[float], dict]:
     t, now = settings.topics, time.time()
-    await create_topics(settings.bootstrap_servers, [getattr(t, n) for n in Topics.__dataclass_fields__],
-                        settings.partitions)
+    await create_topics(settings)
     consumer = AIOKafkaConsumer(t.fraud_decisions, bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()

@@ -14,9 +14,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from agents.stores.checkpoints import RedisCheckpoints
-from agents.dev.embedded import ManagedProcess, create_topics, free_port
+from agents.commands.topics import create_topics
+from agents.dev.embedded import ManagedProcess, free_port
 from agents.stores.keys import RedisKeys
-from schemas.settings import Settings, Topics
+from schemas.settings import Settings
 from agents.dev.probes import metric, ready
 
 pytestmark = pytest.mark.integration
@@ -87,8 +88,7 @@ async def scenario(settings: Settings, ports: list[int]) -> tuple[dict[str, str]
 
 def test_two_workers_serve_the_one_published_model(settings: Settings, tmp_path) -> None:
     settings = settings.replace(checkpoint_interval_s=1.0)
-    asyncio.run(create_topics(settings.bootstrap_servers, [getattr(settings.topics, n)
-                                                           for n in Topics.__dataclass_fields__], settings.partitions))
+    asyncio.run(create_topics(settings))
     workers = [start(settings, f"worker-{n}", tmp_path) for n in ("a", "b")]
     try:
         deadline = time.monotonic() + 90

@@ -14,9 +14,10 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from agents.dev.embedded import ManagedProcess, create_topics
+from agents.commands.topics import create_topics
+from agents.dev.embedded import ManagedProcess
 from agents.stores.keys import RedisKeys
-from schemas.settings import Settings, Topics
+from schemas.settings import Settings
 from streams.fraud_features import UserState
 from verifier import Ledger, Report, verify
 
@@ -24,8 +25,7 @@ USERS = 60
 
 
 def create_all_topics(settings: Settings) -> None:
-    asyncio.run(create_topics(settings.bootstrap_servers, [getattr(settings.topics, n)
-                                                           for n in Topics.__dataclass_fields__], settings.partitions))
+    asyncio.run(create_topics(settings))
 
 
 def start(settings: Settings, tmp_path: Path, name: str, web_port: int | None = None) -> ManagedProcess:

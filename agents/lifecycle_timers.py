@@ -1,0 +1,25 @@
+"""The worker's model timers: publish the learner's checkpoint, follow the registry's pointer.
+
+Apart from agents.lifecycle so that the runtime, which owns the lifecycle, and these timers, which
+need the runtime, import one way only.
+"""
+
+from __future__ import annotations
+
+from agents.runtime import Runtime
+from agents.timers import resilient_timer
+from streams.app import Topology
+
+FOLLOW_INTERVAL_S = 1.0
+
+
+def register_lifecycle(topology: Topology, runtime: Runtime) -> None:
+    app, settings = topology.app, runtime.settings
+
+    @resilient_timer(app, settings.checkpoint_interval_s, "publishing the model checkpoint")
+    async def publish_model() -> None:
+        await runtime.lifecycle.publish_if_learned()
+
+    @resilient_timer(app, FOLLOW_INTERVAL_S, "reading the model registry (the current model is served)")
+    async def follow_model() -> None:
+        await runtime.lifecycle.follow()
