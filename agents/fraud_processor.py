@@ -38,7 +38,7 @@ class FraudProcessor:
     def on_redis(cls, redis: Redis, settings: Settings, engine: FraudEngine | None = None,
                  metrics: Metrics | None = None) -> "FraudProcessor":
         """The processor over ``redis`` with the settings' key layout; a fresh engine unless given."""
-        return cls(settings, engine or FraudEngine(settings),
+        return cls(settings, engine or FraudEngine.from_settings(settings),
                    FraudStore(redis, RedisKeys.from_settings(settings), settings), metrics=metrics)
 
     async def expire_unlabelled(self, limit: int = 1000) -> FraudOutcome:

@@ -61,7 +61,7 @@ class RecoProcessor:
     def on_redis(cls, redis: Redis, settings: Settings, engine: RecoEngine | None = None,
                  metrics: Metrics | None = None) -> "RecoProcessor":
         """The processor over ``redis`` with the settings' key layout; a fresh engine unless given."""
-        return cls(settings, engine or RecoEngine(settings),
+        return cls(settings, engine or RecoEngine.from_settings(settings),
                    RecoStore(redis, RedisKeys.from_settings(settings), settings), metrics=metrics)
 
     def _decode(self, messages, decode, emits: list[Emit]) -> list:

@@ -22,7 +22,7 @@ from streams.app import Topology, make_app
 
 def build_worker(settings: Settings, **app_overrides: object) -> tuple[Topology, Runtime]:
     topology = make_app(settings, **app_overrides)
-    runtime = Runtime(settings, topology.app, FraudEngine(settings), RecoEngine(settings))
+    runtime = Runtime(settings, topology.app, FraudEngine.from_settings(settings), RecoEngine.from_settings(settings))
     topology.app.service(runtime)
     register_fraud_agents(topology, settings, runtime)
     register_reco_agents(topology, settings, runtime)

@@ -21,6 +21,7 @@ from online_models.fraud_model import FraudClassifier
 from online_models.rules import apply_bumps, rule_hits
 from schemas.internal_records import Snapshot
 from schemas.records import DriftSignal, FraudDecision, Transaction
+from schemas.settings import Settings
 from streams.fraud_features import (FeatureConfig, MerchantUpdate, UserState, merchant_label_update,
                                     transaction_features)
 
@@ -42,8 +43,12 @@ class FraudEngine:
 
     Parameters
     ----------
-    settings
-        Thresholds and lateness are read from it.
+    review_threshold, decline_threshold
+        Scores at or above these are reviewed / declined.
+    features
+        Windows and lateness of the feature folds.
+    seed
+        Seeds the anomaly scorer.
     classifier, anomaly
         The champion classifier and the anomaly scorer (fresh ones by default).
     warmup_positives
@@ -52,11 +57,14 @@ class FraudEngine:
         The classifier's share of the base score once warmed up.
     """
 
-    def __init__(self, settings, classifier: FraudClassifier | None = None, anomaly: AnomalyScorer | None = None,
-                 *, warmup_positives: int = 100, classifier_weight: float = 0.8) -> None:
-        self.settings = settings
-        self.features = FeatureConfig.from_settings(settings)
-        self.anomaly = anomaly or AnomalyScorer(seed=settings.seed)
+    def __init__(self, *, review_threshold: float = 0.5, decline_threshold: float = 0.85,
+                 features: FeatureConfig = FeatureConfig(), seed: int = 42,
+                 classifier: FraudClassifier | None = None, anomaly: AnomalyScorer | None = None,
+                 warmup_positives: int = 100, classifier_weight: float = 0.8) -> None:
+        self.review_threshold = review_threshold
+        self.decline_threshold = decline_threshold
+        self.features = features
+        self.anomaly = anomaly or AnomalyScorer(seed=seed)
         self.warmup_positives = warmup_positives
         self.classifier_weight = classifier_weight
         self.drift = DriftMonitor(MODEL_NAME, feature_block=FEATURE_DRIFT_BLOCK)
@@ -65,6 +73,12 @@ class FraudEngine:
         self.lifecycle = ChampionChallenger(classifier or FraudClassifier(), FraudClassifier, monitor=self.drift,
                                             champion_name="lr-1", challenger_name="lr")
         self._signals: list[DriftSignal] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **models) -> "FraudEngine":
+        """The engine the settings describe; ``models`` (classifier, anomaly) replace fresh ones."""
+        return cls(review_threshold=settings.review_threshold, decline_threshold=settings.decline_threshold,
+                   features=FeatureConfig.from_settings(settings), seed=settings.seed, **models)
 
     @property
     def classifier(self) -> FraudClassifier:
@@ -103,7 +117,7 @@ class FraudEngine:
         contributions = self.classifier.contributions(x) if weight > 0 else {}
         decision = FraudDecision(
             event_id=tx.event_id, score=round(score, 6),
-            decision=decide(score, self.settings.review_threshold, self.settings.decline_threshold),
+            decision=decide(score, self.review_threshold, self.decline_threshold),
             reasons=reasons(contributions, hits, odd, flags=flags), model=MODEL_NAME,
             model_version=self.model_version, degraded=degraded, late=result.late, latency_ms=0.0,
             decided_at=decided_at,

@@ -152,7 +152,7 @@ class DefaultFraud(Config):
     name, needs_transactions = "default", True
 
     def __init__(self, settings) -> None:
-        self.replay = FraudReplay(FraudEngine(settings), label_horizon_s=NEVER)
+        self.replay = FraudReplay(FraudEngine.from_settings(settings), label_horizon_s=NEVER)
 
     def score(self, index, event):
         return self.replay.transaction(event.tx).score
@@ -313,7 +313,7 @@ def evaluate_ratings(ratings: Iterable[tuple[str, str, float, float]], settings,
     NDCG@K of the worker's recommender against popularity, both prequential, in time order."""
     model = river_rating_model()
     mae, rmse = metrics.MAE(), metrics.RMSE()
-    replay = RecoReplay(RecoEngine(settings), settings.reco_trending_half_life_s)
+    replay = RecoReplay(RecoEngine.from_settings(settings), settings.reco_trending_half_life_s)
     ranking = RankingScores(k)
     n = 0
     for n, (user, item, rating, ts) in enumerate(ratings, start=1):

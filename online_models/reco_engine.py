@@ -18,6 +18,7 @@ from typing import Sequence
 
 from online_models.recommender import OnlineRecommender
 from schemas.records import Interaction, RecoItem, RecoRequest, Recommendation
+from schemas.settings import Settings
 from streams.popularity import interaction_weight
 
 MODEL_NAME = "biased-mf"
@@ -37,9 +38,31 @@ def learn_repeats(weight: float) -> int:
 
 
 class RecoEngine:
-    def __init__(self, settings, recommender: OnlineRecommender | None = None) -> None:
-        self.settings = settings
-        self.recommender = recommender or OnlineRecommender(seed=settings.seed)
+    """
+    Parameters
+    ----------
+    min_history
+        Interactions a user needs before the personal strategy answers them.
+    explore_share
+        Share of answers that explore the trending tail.
+    seed
+        Seeds the recommender and the exploration draws.
+    recommender
+        The model (a fresh one by default).
+    """
+
+    def __init__(self, *, min_history: int = 3, explore_share: float = 0.05, seed: int = 42,
+                 recommender: OnlineRecommender | None = None) -> None:
+        self.min_history = min_history
+        self.explore_share = explore_share
+        self.seed = seed
+        self.recommender = recommender or OnlineRecommender(seed=seed)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **models) -> "RecoEngine":
+        """The engine the settings describe; ``models`` (recommender) replace a fresh one."""
+        return cls(min_history=settings.reco_min_history, explore_share=settings.reco_explore_share,
+                   seed=settings.seed, **models)
 
     def models(self) -> dict:
         return {"recommender": self.recommender}
@@ -67,7 +90,7 @@ class RecoEngine:
              trending: Sequence[tuple[str, float]]) -> tuple[str, list[tuple[str, float]]]:
         """(strategy, items) without exploration: personal when the user is known enough, else popular."""
         popular = [(item, score) for item, score in trending if item not in exclude]
-        if seen_count >= self.settings.reco_min_history and self.recommender.knows(user_id):
+        if seen_count >= self.min_history and self.recommender.knows(user_id):
             items = self.recommender.top_k(user_id, [i for i, _ in trending[:CANDIDATES]], k, exclude)
             chosen = {i for i, _ in items}
             items += [(i, s) for i, s in popular if i not in chosen][: k - len(items)]
@@ -79,8 +102,8 @@ class RecoEngine:
         exclude = seen | set(request.exclude)
         # Seeded by the request id: a redelivered request explores the same way.
         rng = random.Random(int.from_bytes(hashlib.blake2b(request.request_id.encode(), digest_size=8).digest(),
-                                           "big") ^ self.settings.seed)
-        if rng.random() < self.settings.reco_explore_share:
+                                           "big") ^ self.seed)
+        if rng.random() < self.explore_share:
             tail = [i for i, _ in trending[request.k: request.k + EXPLORE_TAIL] if i not in exclude]
             strategy, items = "explore", [(i, 0.0) for i in rng.sample(tail, min(request.k, len(tail)))]
         else:

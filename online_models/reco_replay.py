@@ -62,7 +62,7 @@ class RecoReplay:
     def evaluate(self, it: Interaction, scores: RankingScores) -> None:
         """Score the interaction against both rankings before learning it."""
         seen = self.seen[it.user_id]
-        if len(seen) < self.engine.settings.reco_min_history or not self.engine.recommender.knows(it.user_id):
+        if len(seen) < self.engine.min_history or not self.engine.recommender.knows(it.user_id):
             return
         trending = self.trending()
         _, personal = self.engine.rank(it.user_id, scores.k, seen, len(seen), trending)

@@ -76,7 +76,7 @@ def naive_app(settings: Settings, report: Report) -> faust.App:
     app = topology.app
     transactions = app.topic(settings.topics.transactions, value_serializer="json")
     decisions = app.topic(settings.topics.fraud_decisions, value_serializer="json")
-    engine = FraudEngine(settings)
+    engine = FraudEngine.from_settings(settings)
     redis = aioredis.from_url(settings.redis_url.get_secret_value())
 
     @app.agent(transactions, name="naive-score")

@@ -29,7 +29,7 @@ def _timed(fn, repeats: int) -> list[float]:
 def bench_ranking(candidates: int = 1000, requests: int = 300, train: int = 20_000, seed: int = 42) -> dict:
     """Train on ``train`` simulated interactions over ``candidates`` items, then time ``requests`` answers."""
     settings = Settings(seed=seed)
-    engine = RecoEngine(settings)
+    engine = RecoEngine.from_settings(settings)
     sim = RecoTrafficSimulator(seed=seed, items=candidates)
     seen: dict[str, set[str]] = {}
     for ev in itertools.islice((e for e in sim.events() if e.kind == "interaction"), train):

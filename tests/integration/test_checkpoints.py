@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def trained_engine(n: int) -> FraudEngine:
-    engine = FraudEngine(Settings())
+    engine = FraudEngine.from_settings(Settings())
     for i in range(n):
         tx = Transaction(f"e{i}", 1_700_000_000.0 + i, f"u{i % 7}", "m", 10.0 + i % 50, "EUR", "FR", "web", "d")
         scored = engine.score(tx, None, {}, decided_at=0.0)
@@ -44,7 +44,7 @@ async def test_the_newest_valid_checkpoint_restores_the_same_scores(registry) ->
     engine = trained_engine(300)
     assert await store.save("fraud", engine.models(), {"model_version": engine.model_version,
                                                        "offsets": {"t/0": 9}}) == 1
-    fresh = FraudEngine(Settings())
+    fresh = FraudEngine.from_settings(Settings())
     models, header = await store.restore("fraud")
     fresh.load(models)
     assert probe_scores(fresh) == probe_scores(engine)

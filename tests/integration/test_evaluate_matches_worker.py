@@ -33,7 +33,7 @@ async def test_worker_and_evaluate_score_the_same_stream_identically(redis_url: 
            if ev.kind == "transaction"]
 
     redis = Redis.from_url(redis_url)
-    engine = FraudEngine(settings)  # one worker: its learner trains what it serves (published at once here)
+    engine = FraudEngine.from_settings(settings)  # one worker: its learner trains what it serves (published at once here)
     worker = FraudProcessor(settings, engine, FraudStore(redis, RedisKeys.from_settings(settings), settings),
                             clock=lambda: START)
     learner = Learner(settings, engine, worker.metrics)

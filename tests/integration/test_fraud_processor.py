@@ -41,7 +41,7 @@ async def processor(redis_url: str):
     settings = Settings(redis_url=SecretStr(redis_url), redis_key_prefix=f"ss:t:{uuid.uuid4().hex[:6]}",
                         label_horizon_s=100.0)
     redis = Redis.from_url(redis_url)
-    proc = FraudProcessor(settings, FraudEngine(settings), FraudStore(redis, RedisKeys.from_settings(settings),
+    proc = FraudProcessor(settings, FraudEngine.from_settings(settings), FraudStore(redis, RedisKeys.from_settings(settings),
                                                                        settings), clock=lambda: NOW)
     yield proc
     await redis.aclose()
@@ -121,7 +121,7 @@ async def test_a_chargeback_after_the_horizon_is_learned_as_a_correction(process
     outcome = await processor.labels.on_labels([msg(late, 1, "fraud-labels"), msg(confirm, 2, "fraud-labels")])
     assert learn_examples(outcome) == [("e1", True, True), ("e2", False, True)]
     # The learner learns the chargeback as a correction; the confirmation teaches nothing new.
-    engine = FraudEngine(processor.settings)
+    engine = FraudEngine.from_settings(processor.settings)
     chargeback, confirmation = outcome.examples
     assert chargeback.snapshot.assumed_legitimate and confirmation.snapshot.assumed_legitimate
     engine.learn_label(chargeback.snapshot, True, event_id="e1")
@@ -134,7 +134,7 @@ async def test_a_chargeback_after_the_horizon_is_learned_as_a_correction(process
 async def test_redis_down_still_decides_degraded() -> None:
     settings = Settings(redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"))
     redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_connect_timeout=0.5)
-    proc = FraudProcessor(settings, FraudEngine(settings), FraudStore(redis, RedisKeys.from_settings(settings),
+    proc = FraudProcessor(settings, FraudEngine.from_settings(settings), FraudStore(redis, RedisKeys.from_settings(settings),
                                                                       settings), clock=lambda: NOW)
     outcome = await proc.transactions.on_transactions([msg(tx_bytes(i), i) for i in range(3)])
     raw = tx_bytes(3)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def engine_after(n: int, settings: Settings) -> FraudEngine:
-    engine = FraudEngine(settings)
+    engine = FraudEngine.from_settings(settings)
     for i in range(n):
         tx = Transaction(f"e{i}", 1_700_000_000.0 + i, f"u{i % 7}", "m", 10.0 + i % 50, "EUR", "FR", "web", "d")
         scored = engine.score(tx, None, {}, decided_at=0.0)

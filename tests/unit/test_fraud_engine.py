@@ -20,7 +20,7 @@ START = 1_700_000_000.0
 def replay_simulation(n_transactions: int, seed: int = 42) -> tuple[FraudReplay, metrics.ROCAUC, dict]:
     """Prequential ROCAUC of the first ``n_transactions``: each score is given before its label is learned."""
     settings = Settings(seed=seed, label_horizon_s=SIMULATED_LABEL_HORIZON_S)
-    replay = FraudReplay(FraudEngine(settings), settings.label_horizon_s)
+    replay = FraudReplay(FraudEngine.from_settings(settings), settings.label_horizon_s)
     rocauc, outcomes = metrics.ROCAUC(), {"approve": 0, "review": 0, "decline": 0}
     seen = 0
     for ev in TrafficSimulator(seed=seed, start_ts=START).events():
@@ -55,7 +55,7 @@ def tx(event_id: str, ts: float, **overrides) -> Transaction:
 
 
 def test_learning_uses_the_snapshot_taken_at_decision_time() -> None:
-    engine = FraudEngine(Settings())
+    engine = FraudEngine.from_settings(Settings())
     first = engine.score(tx("e1", START), None, {}, decided_at=START)
     later = engine.score(tx("e2", START + 10), first.user_state, {}, decided_at=START + 10)
     assert first.snapshot.features["user_count_1h"] == 0 and later.snapshot.features["user_count_1h"] == 1
@@ -66,7 +66,7 @@ def test_learning_uses_the_snapshot_taken_at_decision_time() -> None:
 
 
 def test_decisions_carry_flags_reasons_and_model_version() -> None:
-    engine = FraudEngine(Settings())
+    engine = FraudEngine.from_settings(Settings())
     scored = engine.score(tx("e1", START), None, {}, decided_at=START, degraded=True)
     d = scored.decision
     assert d.degraded and d.model == "lr+hst+rules" and d.model_version == "1.0.0"
@@ -75,7 +75,7 @@ def test_decisions_carry_flags_reasons_and_model_version() -> None:
 
 
 def test_card_testing_burst_is_declined_or_reviewed_by_rules_before_any_label() -> None:
-    engine = FraudEngine(Settings())
+    engine = FraudEngine.from_settings(Settings())
     state, decisions = None, []
     for i in range(6):
         scored = engine.score(tx(f"c{i}", START + 5 * i, amount=1.0, merchant_id=f"m{i}", device_id="stolen"),
@@ -94,7 +94,7 @@ def test_replay_is_deterministic_with_a_seed() -> None:
 
 
 def test_a_repeated_event_id_gets_its_first_decision_and_is_learned_once() -> None:
-    replay = FraudReplay(FraudEngine(Settings()), label_horizon_s=3600.0)
+    replay = FraudReplay(FraudEngine.from_settings(Settings()), label_horizon_s=3600.0)
     first = replay.transaction(tx("e1", START))
     again = replay.transaction(tx("e1", START, amount=9999.0))
     assert again == first

@@ -15,7 +15,7 @@ from schemas.validation import decode_interaction
 
 def test_personal_hit_rate_at_10_is_at_least_twice_the_popularity_baseline() -> None:
     settings = Settings(seed=42)
-    replay = RecoReplay(RecoEngine(settings), settings.reco_trending_half_life_s)
+    replay = RecoReplay(RecoEngine.from_settings(settings), settings.reco_trending_half_life_s)
     rates = RankingScores(k=10)
     stream = (e for e in RecoTrafficSimulator(seed=42).events() if e.kind == "interaction")
     for ev in itertools.islice(stream, 20_000):
@@ -30,7 +30,7 @@ def test_personal_hit_rate_at_10_is_at_least_twice_the_popularity_baseline() -> 
 
 
 def engine_with_history() -> tuple[RecoEngine, list[tuple[str, float]]]:
-    engine = RecoEngine(Settings(reco_explore_share=0.0))
+    engine = RecoEngine(explore_share=0.0)
     for _ in range(30):
         for item in ("a", "b", "c"):
             engine.learn(Interaction("e", 0.0, "ann", item, "purchase"), {"a", "b", "c"})
@@ -56,7 +56,7 @@ def test_a_known_user_gets_personal_items_never_already_seen() -> None:
 
 def test_exploration_is_a_logged_seeded_share() -> None:
     engine, trending = engine_with_history()
-    engine.settings = Settings(reco_explore_share=0.5)
+    engine.explore_share = 0.5
     answers = [engine.recommend(RecoRequest(f"q{i}", "ann", 2, 0.0), set(), trending * 30, generated_at=1.0)
                for i in range(200)]
     explored = [a for a in answers if a.strategy == "explore"]

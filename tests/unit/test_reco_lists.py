@@ -42,7 +42,7 @@ async def test_lists_are_reranked_at_most_once_per_interval() -> None:
     now = [0.0]
     settings = Settings(reco_list_refresh_s=5.0)
     store = MemoryStore()
-    processor = RecoProcessor(settings, RecoEngine(settings), store, clock=lambda: now[0])
+    processor = RecoProcessor(settings, RecoEngine.from_settings(settings), store, clock=lambda: now[0])
     await processor.on_interactions(interactions(0, ["a", "b", "a"]))
     assert sorted(store.lists) == ["a", "b"]
     now[0] = 4.0
@@ -57,7 +57,7 @@ async def test_lists_are_reranked_at_most_once_per_interval() -> None:
 async def test_zero_interval_reranks_on_every_interaction() -> None:
     settings = Settings(reco_list_refresh_s=0.0)
     store = MemoryStore()
-    processor = RecoProcessor(settings, RecoEngine(settings), store, clock=lambda: 0.0)
+    processor = RecoProcessor(settings, RecoEngine.from_settings(settings), store, clock=lambda: 0.0)
     await processor.on_interactions(interactions(0, ["a"]))
     await processor.on_interactions(interactions(1, ["a"]))
     assert store.lists == ["a", "a"]

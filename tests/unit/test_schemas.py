@@ -54,7 +54,7 @@ def test_the_readme_shows_the_generated_examples() -> None:
 
 def test_a_real_decision_and_a_real_dead_letter_match_their_schemas() -> None:
     tx = decode(valid_tx())
-    check("fraud_decision.schema.json", FraudEngine(Settings()).score(tx, None, {}, decided_at=NOW).decision.to_dict())
+    check("fraud_decision.schema.json", FraudEngine.from_settings(Settings()).score(tx, None, {}, decided_at=NOW).decision.to_dict())
     letter = DeadLetter.from_raw(b"x" * 5000, key=None, source_topic="transactions", partition=0, offset=3,
                                  stage="validate", error=ValueError("boom"), cap=4096, failed_at=NOW)
     assert letter.truncated and letter.raw_size == 5000
