@@ -24,9 +24,14 @@ NOT_INSTALLED = {
 }
 
 
-def _settings() -> Settings:
+def _settings(*, keys: bool = False) -> Settings:
+    """Settings from the environment; ``keys``: the command signs, verifies or pseudonymises, so
+    public, empty or short keys are refused (unless STREAMSENSE_DEV_MODE=true)."""
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
+        if keys:
+            settings.check_secrets()
+        return settings
     except SettingsError as exc:
         sys.exit(f"streamsense: configuration error: {exc}")
 
@@ -46,7 +51,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from agents.worker import run_worker
 
-    run_worker(_settings(), loglevel=args.loglevel)
+    run_worker(_settings(keys=True), loglevel=args.loglevel)
     return 0
 
 
@@ -78,14 +83,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from agents.commands import models as models_command
 
+    settings = _settings(keys=True)
     if args.action == "list":
-        asyncio.run(models_command.list_models(_settings()))
+        asyncio.run(models_command.list_models(settings))
     elif args.action == "promote":
         if args.version is None:
             sys.exit("streamsense models promote: give the VERSION to serve (see: streamsense models list)")
-        asyncio.run(models_command.move(_settings(), to=args.version))
+        asyncio.run(models_command.move(settings, to=args.version))
     else:
-        asyncio.run(models_command.move(_settings(), rollback=True))
+        asyncio.run(models_command.move(settings, rollback=True))
     return 0
 
 

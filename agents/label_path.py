@@ -88,7 +88,7 @@ class LabelPath:
         updates = []
         for example in examples:
             snapshot = example.snapshot
-            updates.append((snapshot.merchant_id, self.engine.label_effect(snapshot, example.is_fraud)))
+            updates.append((snapshot.merchant, self.engine.label_effect(snapshot, example.is_fraud)))
             if example.observed:
                 delay = (label_ts or {}).get(example.event_id, snapshot.ts) - snapshot.ts
                 self.metrics.labelled(MODEL_NAME, example.is_fraud, snapshot.score, delay)

@@ -17,7 +17,6 @@ from agents.learner import Learner
 from agents.lifecycle import ModelLifecycle
 from agents.metrics import Metrics
 from agents.reco_processor import RecoProcessor
-from agents.stores.keys import RedisKeys
 from online_models.engine import FraudEngine
 from online_models.reco_engine import RecoEngine
 from schemas.settings import Settings
@@ -43,12 +42,10 @@ class Runtime(faust.Service):
     async def on_start(self) -> None:
         self.redis = Redis.from_url(self.settings.redis_url.get_secret_value(), socket_timeout=2.0,
                                     socket_connect_timeout=2.0, health_check_interval=10)
-        keys = RedisKeys.from_settings(self.settings)
         self.processor = FraudProcessor.on_redis(self.redis, self.settings, self.engine, self.metrics)
         self.reco = RecoProcessor.on_redis(self.redis, self.settings, self.reco_engine, self.metrics)
         self.learner = Learner(self.settings, self.engine, self.metrics)
-        store = RedisCheckpoints(self.redis, keys, self.settings.signing_key.get_secret_value().encode())
-        self.lifecycle = ModelLifecycle(self.engine, store, self.app)
+        self.lifecycle = ModelLifecycle(self.engine, RedisCheckpoints.on_redis(self.redis, self.settings), self.app)
         await self.lifecycle.restore()
 
     async def on_stop(self) -> None:

@@ -1,17 +1,25 @@
 """Signed model checkpoints: pickle runs code when loaded, so nothing is unpickled unverified.
 
-Layout: ``MAGIC``, one JSON header line (what it is, which input offsets it reflects), the
-pickled models, then an HMAC-SHA256 over everything before it. A checkpoint whose HMAC does not
-verify -- tampered, truncated, unsigned or signed with another key -- is refused before any byte
-of it is unpickled.
+Layout: ``MAGIC``, one JSON header line, the pickled models, then an HMAC-SHA256 over everything
+before it. The header names the signing key's id and the slot the blob was written for (role,
+version, app id) with the input offsets it reflects. A checkpoint is refused before any byte of
+it is unpickled when its key id is not configured, its HMAC does not verify (tampered, truncated,
+unsigned, another key) or its signed slot is not the slot it was read from (a valid blob copied
+to another version, role or deployment).
 
->>> blob = seal({"w": 1.5}, {"role": "fraud", "version": 3}, key=b"k")
->>> unseal(blob, key=b"k")
-({'w': 1.5}, {'role': 'fraud', 'version': 3})
->>> unseal(blob[:-1] + bytes([blob[-1] ^ 1]), key=b"k")
+>>> ring = KeyRing((("k1", b"k" * 32),))
+>>> slot = {"role": "fraud", "version": 3, "app_id": "ss-v1"}
+>>> blob = seal({"w": 1.5}, {"offsets": {}}, ring, slot)
+>>> unseal(blob, ring, slot)
+({'w': 1.5}, {'app_id': 'ss-v1', 'kid': 'k1', 'offsets': {}, 'role': 'fraud', 'version': 3})
+>>> unseal(blob[:-1] + bytes([blob[-1] ^ 1]), ring, slot)
 Traceback (most recent call last):
 ...
 online_models.checkpoints.CheckpointRejected: signature does not verify (tampered, truncated or another key)
+>>> unseal(blob, ring, {**slot, "version": 4})
+Traceback (most recent call last):
+...
+online_models.checkpoints.CheckpointRejected: signed for version 3, read as version 4: refusing a blob moved to another slot
 """
 
 from __future__ import annotations
@@ -20,39 +28,56 @@ import hashlib
 import hmac
 import json
 import pickle
+from typing import Mapping
 
 from schemas.errors import StreamsenseError
+from schemas.keyring import KeyRing
 
-MAGIC = b"streamsense-checkpoint-1\n"
+MAGIC = b"streamsense-checkpoint-2\n"
+OLD_MAGIC = b"streamsense-checkpoint-1\n"  # no key id and no slot in the signature: never loaded
 MAC_BYTES = 32
+SLOT_FIELDS = ("role", "version", "app_id")
 
 
 class CheckpointRejected(StreamsenseError):
     """A checkpoint that must not be loaded."""
 
 
-def seal(models: object, header: dict, key: bytes) -> bytes:
-    if not key:
+def seal(models: object, header: dict, keys: KeyRing, slot: Mapping[str, object]) -> bytes:
+    """Sign ``models`` with the newest key, for ``slot`` (role, version, app_id)."""
+    if not keys.current:
         raise CheckpointRejected("no signing key configured: refusing to write an unsigned checkpoint")
-    body = MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + pickle.dumps(models, protocol=5)
-    return body + hmac.new(key, body, hashlib.sha256).digest()
+    signed = {**header, **{f: slot[f] for f in SLOT_FIELDS}, "kid": keys.current_id}
+    body = MAGIC + json.dumps(signed, sort_keys=True).encode() + b"\n" + pickle.dumps(models, protocol=5)
+    return body + hmac.digest(keys.current, body, hashlib.sha256)
 
 
 def read_header(blob: bytes) -> dict:
     """The header without verifying anything (for listing); never use it to decide what to load."""
+    if blob.startswith(OLD_MAGIC):
+        raise CheckpointRejected("format 1 (signature binds no key id or slot): written before key rotation")
     if not blob.startswith(MAGIC):
         raise CheckpointRejected("not a streamsense checkpoint")
     end = blob.index(b"\n", len(MAGIC))
-    return json.loads(blob[len(MAGIC):end])
+    header = json.loads(blob[len(MAGIC):end])
+    if not isinstance(header, dict):
+        raise CheckpointRejected("header is not an object")
+    return header
 
 
-def unseal(blob: bytes, key: bytes) -> tuple[object, dict]:
-    if not key:
-        raise CheckpointRejected("no signing key configured: refusing to load a checkpoint")
-    if len(blob) <= len(MAGIC) + MAC_BYTES or not blob.startswith(MAGIC):
+def unseal(blob: bytes, keys: KeyRing, slot: Mapping[str, object]) -> tuple[object, dict]:
+    """The models and header of ``blob``, read from ``slot``, once everything about it verifies."""
+    if len(blob) <= len(MAGIC) + MAC_BYTES:
         raise CheckpointRejected("not a streamsense checkpoint, or truncated")
+    header = read_header(blob)
+    key = keys.get(str(header.get("kid")))
+    if not key:
+        raise CheckpointRejected(f"signed with key id {header.get('kid')!r}, which is not configured")
     body, mac = blob[:-MAC_BYTES], blob[-MAC_BYTES:]
-    if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).digest()):
+    if not hmac.compare_digest(mac, hmac.digest(key, body, hashlib.sha256)):
         raise CheckpointRejected("signature does not verify (tampered, truncated or another key)")
-    end = body.index(b"\n", len(MAGIC))
-    return pickle.loads(body[end + 1:]), json.loads(body[len(MAGIC):end])
+    for name in SLOT_FIELDS:
+        if header.get(name) != slot[name]:
+            raise CheckpointRejected(f"signed for {name} {header.get(name)}, read as {name} {slot[name]}: "
+                                     "refusing a blob moved to another slot")
+    return pickle.loads(body[body.index(b"\n", len(MAGIC)) + 1:]), header

@@ -123,8 +123,13 @@ class FraudEngine:
             decided_at=decided_at,
         )
         self._signals.extend(self.drift.observe_decision(x, score, tx.ts, decision.model_version))
-        snapshot = Snapshot(x, tx.merchant_id, tx.ts, decision.score)
+        # The merchant by pseudonym: snapshots wait in Redis (and travel to the learner) for days.
+        snapshot = Snapshot(x, self.merchant_ref(tx.merchant_id), tx.ts, decision.score)
         return Scored(decision, result.user_state, result.merchant_update, snapshot, result.late)
+
+    def merchant_ref(self, merchant_id: str) -> str:
+        """How state and snapshots name a merchant: its keyed pseudonym, never the raw id."""
+        return self.features.pseudonyms.of(merchant_id)
 
     def label_effect(self, snapshot: Snapshot, is_fraud: bool) -> MerchantUpdate:
         """What a label changes in the merchant's label counters (whoever learns the model)."""

@@ -38,11 +38,11 @@ class FraudReplay:
         """Decide one transaction (a repeated event_id gets its first decision back)."""
         if tx.event_id in self.decisions:
             return self.decisions[tx.event_id]
-        scored = self.engine.score(tx, self.users.get(tx.user_id), self.merchants.get(tx.merchant_id, {}),
+        merchant = self.engine.merchant_ref(tx.merchant_id)  # as snapshots name it (see _learn)
+        scored = self.engine.score(tx, self.users.get(tx.user_id), self.merchants.get(merchant, {}),
                                    decided_at=tx.ts)
         self.users[tx.user_id] = scored.user_state
-        self.merchants[tx.merchant_id] = apply_merchant_update(self.merchants.get(tx.merchant_id, {}),
-                                                               scored.merchant_update)
+        self.merchants[merchant] = apply_merchant_update(self.merchants.get(merchant, {}), scored.merchant_update)
         self.snapshots[tx.event_id] = scored.snapshot
         self.decisions[tx.event_id] = scored.decision
         self.engine.learn_unlabelled(scored.snapshot.features)
@@ -75,5 +75,5 @@ class FraudReplay:
 
     def _learn(self, snapshot: Snapshot, is_fraud: bool, event_id: str, observed: bool = True) -> None:
         update = self.engine.learn_label(snapshot, is_fraud, event_id=event_id, observed=observed)
-        merchant = snapshot.merchant_id
+        merchant = snapshot.merchant
         self.merchants[merchant] = apply_merchant_update(self.merchants.get(merchant, {}), update)

@@ -33,7 +33,7 @@ class Snapshot:
     (the model learns from these, never from features computed later: no leakage)."""
 
     features: Mapping[str, float]
-    merchant_id: str
+    merchant: str  # the merchant's pseudonym (a keyed HMAC), never the raw id: snapshots wait in Redis for days
     ts: float  # event time of the transaction
     score: float  # the score it was decided with (for the rolling ROCAUC once labelled)
     assumed_legitimate: bool = False  # already learned as legitimate at the label horizon
@@ -42,7 +42,7 @@ class Snapshot:
         return dataclasses.replace(self, assumed_legitimate=True)
 
     def to_doc(self) -> dict:
-        doc = {"x": self.features, "m": self.merchant_id, "ts": self.ts, "p": self.score}
+        doc = {"x": self.features, "m": self.merchant, "ts": self.ts, "p": self.score}
         if self.assumed_legitimate:
             doc["a"] = 1
         return doc

@@ -20,7 +20,10 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from typing import Mapping
 
+from schemas.keyring import KEY_ID, MIN_KEY_BYTES, KeyRing, Pseudonyms, WeakKey, parse_keyring, weakness
+
 ENV_PREFIX = "STREAMSENSE_"
+SINGLE_SIGNING_KEY_ID = "k0"
 
 
 class SettingsError(ValueError):
@@ -84,9 +87,16 @@ class Settings:
     # Redis (the URL may carry a password, so it is a secret)
     redis_url: SecretStr = field(default_factory=lambda: SecretStr("redis://127.0.0.1:6379/0"))
     redis_key_prefix: str = "ss:v1"
-    # Secrets for pseudonymising ids and signing checkpoints
+    # Secrets for pseudonymising ids and signing checkpoints (schemas.keyring). The defaults are
+    # public: check_secrets refuses them, and any key under 32 bytes, outside development.
     pseudonym_key: SecretStr = field(default_factory=lambda: SecretStr("dev-only-pseudonym-key"))
+    pseudonym_key_id: str = "p0"  # starts every pseudonym: state under a retired key is recognisable
     signing_key: SecretStr = field(default_factory=lambda: SecretStr("dev-only-signing-key"))
+    # kid:secret,kid:secret, newest first: the newest signs, every one verifies (rotation). When
+    # set, it replaces signing_key (which is the one-key ring with id k0).
+    signing_keys: SecretStr = field(default_factory=lambda: SecretStr(""))
+    # Development only (streamsense dev and the tests set it): public or short keys are accepted.
+    dev_mode: bool = False
     # Decisions
     review_threshold: float = 0.5
     decline_threshold: float = 0.85
@@ -142,6 +152,39 @@ class Settings:
     def learn_topic(self) -> str:
         """Internal, one partition: labelled snapshots on their way to the one worker that learns."""
         return f"{self.app_id}-learn"
+
+    def signing_keyring(self) -> KeyRing:
+        """The checkpoint keys, newest first (``signing_keys``, else ``signing_key`` as id k0)."""
+        text = self.signing_keys.get_secret_value()
+        if text:
+            return parse_keyring("signing_keys", text)
+        return KeyRing(((SINGLE_SIGNING_KEY_ID, self.signing_key.get_secret_value().encode()),))
+
+    def pseudonyms(self) -> Pseudonyms:
+        return Pseudonyms(self.pseudonym_key_id, self.pseudonym_key.get_secret_value().encode())
+
+    def check_secrets(self) -> None:
+        """Refuse public, empty or short keys unless ``dev_mode``: the error names the setting.
+
+        >>> Settings().check_secrets()
+        Traceback (most recent call last):
+        ...
+        schemas.settings.SettingsError: pseudonym_key (STREAMSENSE_PSEUDONYM_KEY) cannot be used: it is a public default; set at least 32 random bytes (or STREAMSENSE_DEV_MODE=true for development only)
+        >>> Settings(dev_mode=True).check_secrets()
+        """
+        if self.dev_mode:
+            return
+        named = [("pseudonym_key", self.pseudonym_key.get_secret_value())]
+        if self.signing_keys:
+            named += [(f"signing_keys[{kid}]", secret.decode()) for kid, secret in self.signing_keyring().keys]
+        else:
+            named.append(("signing_key", self.signing_key.get_secret_value()))
+        for name, secret in named:
+            reason = weakness(secret)
+            if reason:
+                variable = ENV_PREFIX + name.split("[")[0].upper()
+                raise SettingsError(f"{name} ({variable}) cannot be used: {reason}; set at least "
+                                    f"{MIN_KEY_BYTES} random bytes (or {ENV_PREFIX}DEV_MODE=true for development only)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -210,6 +253,12 @@ class Settings:
             raise SettingsError("api_publish_grace_s must be > 0")
         if self.event_loop not in ("asyncio", "uvloop"):
             raise SettingsError(f"event_loop must be asyncio or uvloop, not {self.event_loop!r}")
+        if not KEY_ID.fullmatch(self.pseudonym_key_id):
+            raise SettingsError("pseudonym_key_id: use 1-32 of [A-Za-z0-9_.-]")
+        try:
+            self.signing_keyring()
+        except WeakKey as exc:
+            raise SettingsError(str(exc)) from exc
 
 
 def _coerce(name: str, f: dataclasses.Field, raw: object) -> object:

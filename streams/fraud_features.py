@@ -4,7 +4,8 @@ Where the state lives (the caller keeps it; here it is only folded):
 - ``UserState``: one compact blob per user, written only by the worker that owns the user's
   partition. It keeps the user's recent events (24 h plus the allowed lateness behind the user's
   watermark, capped), running amount statistics over the whole history, and the merchants,
-  devices and countries seen before, as short hashed tags (raw ids are never stored).
+  devices and countries seen before, as short tags keyed with the pseudonym key (raw ids are
+  never stored, and a tag cannot be reversed by hashing guesses without the key).
 - merchant state: a flat hash ``field -> float`` shared by all workers and changed only by
   atomic increments (``MerchantUpdate``): hourly buckets ``c:<start>`` (count) and ``s:<start>``
   (amount sum), ``n`` (all-time count), ``labels`` and ``frauds`` (label counters).
@@ -33,13 +34,13 @@ allowed lateness is *late*: it is scored from the state as is, flagged, and neve
 
 from __future__ import annotations
 
-import hashlib
 import math
 from bisect import insort
 from dataclasses import dataclass
 from typing import Mapping
 
 from schemas import internal_json
+from schemas.keyring import Pseudonyms
 from schemas.records import Transaction
 from streams.windows import bucket_start, bucketed_total, span, welford, z_score
 
@@ -59,27 +60,17 @@ FEATURE_NAMES = (
 )
 
 
-def tag(value: str) -> str:
-    """A short hash of an id, enough to tell one user's merchants or devices apart.
-
-    >>> tag("merchant-42")
-    '...'
-    >>> len(tag("merchant-42"))
-    8
-    """
-    return hashlib.blake2b(value.encode(), digest_size=4).hexdigest()
-
-
 @dataclass(frozen=True)
 class FeatureConfig:
     allowed_lateness_s: float = 300.0
     max_user_events: int = 256  # recent events kept per user; beyond it the oldest are dropped
     max_known: int = 64  # merchants / devices / countries remembered per user (least recent dropped)
     merchant_bucket_s: int = 3600
+    pseudonyms: Pseudonyms = Pseudonyms("t", b"tests only")  # the worker's comes from its settings
 
     @classmethod
     def from_settings(cls, settings) -> "FeatureConfig":
-        return cls(allowed_lateness_s=float(settings.allowed_lateness_s))
+        return cls(allowed_lateness_s=float(settings.allowed_lateness_s), pseudonyms=settings.pseudonyms())
 
 
 @dataclass(frozen=True)
@@ -231,6 +222,7 @@ def transaction_features(tx: Transaction, user_state: UserState | None, merchant
                          cfg: FeatureConfig) -> FeatureResult:
     """Features of ``tx`` from the state before it, and the state after it (see the module doc)."""
     state = user_state or UserState()
+    tag = cfg.pseudonyms.tag
     m, c, d = tag(tx.merchant_id), tag(tx.country), tag(tx.device_id) if tx.device_id else ""
     hour = (tx.ts % DAY) / HOUR
     features = {"amount": tx.amount, "log_amount": math.log1p(tx.amount)}

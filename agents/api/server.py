@@ -95,7 +95,7 @@ class Api:
         self.batcher = ScoreBatcher(lambda *batch: runtime.processor.transactions.on_api_transactions(*batch),
                                     lambda emits: send_all(self.app, emits),
                                     lambda event_ids: runtime.processor.store.mark_published(event_ids))
-        self.forward_mark = hmac.new(s.signing_key.get_secret_value().encode(), b"streamsense-api-forward",
+        self.forward_mark = hmac.new(s.signing_keyring().current, b"streamsense-api-forward",
                                      hashlib.sha256).hexdigest().encode()
 
     @property

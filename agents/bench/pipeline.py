@@ -36,7 +36,7 @@ from agents.bench.io import (Message, cpu_seconds, distinct_user_traffic, fraud_
 from agents.bench.alone import alone
 from agents.bench.report import SCENARIOS
 from agents.commands.topics import create_topics
-from agents.dev.embedded import EmbeddedStack, ManagedProcess, free_port
+from agents.dev.embedded import EmbeddedStack, ManagedProcess, free_port, run_keys
 from agents.dev.stack import start_worker, wait_ready
 from agents.sim.traffic import SIMULATED_LABEL_HORIZON_S
 from schemas.settings import SecretStr, Settings, Topics
@@ -88,7 +88,7 @@ class Bench:
         return Settings.from_env().replace(
             bootstrap_servers=self.stack.bootstrap, redis_url=SecretStr(self.stack.redis_url), app_id=run,
             topics=topics, label_horizon_s=SIMULATED_LABEL_HORIZON_S, data_dir=str(self.log_dir / run),
-            web_port=free_port(), seed=self.seed)
+            web_port=free_port(), seed=self.seed, **run_keys())
 
     def prepare(self, settings: Settings) -> None:
         self.redis.flushall()

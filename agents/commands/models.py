@@ -16,7 +16,6 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from agents.stores.checkpoints import RedisCheckpoints
-from agents.stores.keys import RedisKeys
 from online_models.checkpoints import CheckpointRejected
 from schemas.records import ModelEvent
 from schemas.settings import Settings
@@ -24,14 +23,10 @@ from schemas.settings import Settings
 ROLE = "fraud"
 
 
-def registry(settings: Settings, redis: Redis) -> RedisCheckpoints:
-    return RedisCheckpoints(redis, RedisKeys.from_settings(settings), settings.signing_key.get_secret_value().encode())
-
-
 async def list_models(settings: Settings, out=sys.stdout) -> list[dict]:
     redis = Redis.from_url(settings.redis_url.get_secret_value())
     try:
-        store = registry(settings, redis)
+        store = RedisCheckpoints.on_redis(redis, settings)
         latest, rows = await store.latest(ROLE), []
         for version in await store.versions(ROLE):
             try:
@@ -53,7 +48,7 @@ async def move(settings: Settings, *, to: int | None = None, rollback: bool = Fa
     """Point every worker at version ``to`` (promote) or at the version before the current one (rollback)."""
     redis = Redis.from_url(settings.redis_url.get_secret_value())
     try:
-        store = registry(settings, redis)
+        store = RedisCheckpoints.on_redis(redis, settings)
         current = await store.latest(ROLE)
         if rollback:
             older = [v for v in await store.versions(ROLE) if current is None or v < current]

@@ -9,6 +9,7 @@ its own pid, never by name.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,9 +17,17 @@ import subprocess
 import time
 from pathlib import Path
 
+from schemas.settings import SecretStr
+
 
 class EmbeddedError(RuntimeError):
     """A child process did not come up."""
+
+
+def run_keys() -> dict[str, SecretStr]:
+    """Fresh random pseudonym and signing keys for one run on this stack (benchmarks): strong keys
+    without the development flag, and nothing they protect outlives the run."""
+    return {"pseudonym_key": SecretStr(secrets.token_hex(32)), "signing_key": SecretStr(secrets.token_hex(32))}
 
 
 def free_port() -> int:

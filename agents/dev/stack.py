@@ -57,8 +57,9 @@ def run_dev(settings: Settings, *, rate: float = 300.0, seed: int = 42, duration
     with EmbeddedStack(log_dir=log_dir) as stack:
         # Simulated time runs ~2,000x faster: models are published every second, not every ten.
         token, api_key = new_api_key("dev", ["score", "recommend", "admin"])  # a key for this run only
+        # dev_mode: the one command that accepts the public development keys (loopback only, ends with it).
         settings = settings.replace(bootstrap_servers=stack.bootstrap, redis_url=SecretStr(stack.redis_url),
-                                    label_horizon_s=SIMULATED_LABEL_HORIZON_S, checkpoint_interval_s=1.0,
+                                    label_horizon_s=SIMULATED_LABEL_HORIZON_S, checkpoint_interval_s=1.0, dev_mode=True,
                                     api_keys=",".join(filter(None, (settings.api_keys, api_key))))
         asyncio.run(create_topics(settings))
         started = [start_worker(settings, i, log_dir) for i in range(workers)]

@@ -3,7 +3,9 @@ a ``latest`` pointer that the learner moves when it publishes and an operator mo
 
 Writing a version is one MULTI/EXEC (blob, version index, pointer), so a reader never sees a
 pointer to a missing blob. Restoring verifies before unpickling and walks down from the pointer
-to the newest version that verifies; every refused one is logged with the reason.
+to the newest version that verifies; every refused one is logged with the reason. Each blob is
+signed for its slot (role, version, app id) with the newest signing key; any configured key
+verifies (online_models.checkpoints).
 """
 
 from __future__ import annotations
@@ -14,20 +16,31 @@ from redis.asyncio import Redis
 
 from agents.stores.keys import RedisKeys
 from online_models.checkpoints import CheckpointRejected, read_header, seal, unseal
+from schemas.keyring import KeyRing
+from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class RedisCheckpoints:
-    def __init__(self, redis: Redis, keys: RedisKeys, key: bytes, keep: int = 10) -> None:
+    def __init__(self, redis: Redis, keys: RedisKeys, signing: KeyRing, app_id: str, keep: int = 10) -> None:
         self.redis = redis
         self.keys = keys
-        self.key = key
+        self.signing = signing
+        self.app_id = app_id
         self.keep = keep
+
+    @classmethod
+    def on_redis(cls, redis: Redis, settings: Settings) -> "RedisCheckpoints":
+        """The registry of ``settings``' deployment: its key layout, signing keys and app id."""
+        return cls(redis, RedisKeys.from_settings(settings), settings.signing_keyring(), settings.app_id)
+
+    def _slot(self, role: str, version: int) -> dict:
+        return {"role": role, "version": version, "app_id": self.app_id}
 
     async def save(self, role: str, models: object, header: dict) -> int:
         version = int(await self.redis.incr(self.keys.checkpoint_seq(role)))
-        blob = seal(models, {**header, "role": role, "version": version}, self.key)
+        blob = seal(models, header, self.signing, self._slot(role, version))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.keys.checkpoint(role, version), blob)
             pipe.zadd(self.keys.checkpoint_index(role), {str(version): version})
@@ -61,7 +74,7 @@ class RedisCheckpoints:
         blob = await self.redis.get(self.keys.checkpoint(role, version))
         if blob is None:
             raise CheckpointRejected(f"{role} checkpoint v{version} does not exist")
-        return unseal(blob, self.key)
+        return unseal(blob, self.signing, self._slot(role, version))
 
     async def restore(self, role: str) -> tuple[object, dict] | None:
         """The newest verified checkpoint at or below the ``latest`` pointer, or None (fallback model)."""

@@ -104,7 +104,9 @@ class FraudStore:
                                str(self.settings.state_ttl_s)])
 
     def update_merchant(self, batch: WriteBatch, merchant_id: str, update: MerchantUpdate) -> None:
-        key = self.keys.merchant(merchant_id)
+        self._update_merchant_key(batch, self.keys.merchant(merchant_id), update)
+
+    def _update_merchant_key(self, batch: WriteBatch, key: str, update: MerchantUpdate) -> None:
         for name, delta in update.increments.items():
             batch.commands.append(["HINCRBYFLOAT", key, name, repr(float(delta))])
         if update.deletions:
@@ -198,7 +200,11 @@ class FraudStore:
             await pipe.execute()
 
     async def apply_merchant_updates(self, updates: Sequence[tuple[str, MerchantUpdate]]) -> None:
+        """Label counters of merchants named by their pseudonyms (as decision-time snapshots keep them).
+        A snapshot from before the current pseudonym key names a merchant no state is kept for: skipped."""
         batch = WriteBatch()
-        for merchant_id, update in updates:
-            self.update_merchant(batch, merchant_id, update)
+        for pseudonym, update in updates:
+            if not self.keys.pseudonyms.made(pseudonym):
+                continue
+            self._update_merchant_key(batch, self.keys.merchant_of(pseudonym), update)
         await self.commit(batch)

@@ -1,12 +1,13 @@
 """Every Redis key streamsense writes, in one place, versioned and pseudonymised.
 
-User and merchant ids never appear in a key: they are replaced by a keyed HMAC, so a
-Redis scan, a slowlog or a memory dump does not reveal them.
+User and merchant ids never appear in a key: they are replaced by a keyed HMAC that starts with
+the pseudonym key's id (schemas.keyring), so a Redis scan, a slowlog or a memory dump does not
+reveal them, and state written under a retired key is recognisable by name.
 
 >>> from schemas.settings import Settings, SecretStr
 >>> keys = RedisKeys.from_settings(Settings(pseudonym_key=SecretStr("k"), redis_key_prefix="ss:v1"))
 >>> keys.user("alice")
-'ss:v1:u:...'
+'ss:v1:u:p0.ec631a55bb81f5b9dc96'
 >>> "alice" in keys.user("alice")
 False
 >>> keys.decision("evt-1")
@@ -15,38 +16,32 @@ False
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 
+from schemas.keyring import Pseudonyms
 from schemas.settings import Settings
-
-
-def pseudonym(key: bytes, value: str) -> str:
-    """Keyed HMAC-SHA256 of ``value``, 20 hex characters (80 bits: collisions are negligible).
-
-    >>> pseudonym(b"k", "alice") == pseudonym(b"k", "alice") != pseudonym(b"other", "alice")
-    True
-    """
-    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
 class RedisKeys:
     prefix: str
-    pseudonym_key: bytes
+    pseudonyms: Pseudonyms
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "RedisKeys":
-        return cls(settings.redis_key_prefix, settings.pseudonym_key.get_secret_value().encode())
+        return cls(settings.redis_key_prefix, settings.pseudonyms())
 
     def user(self, user_id: str) -> str:
         """Windowed feature state of one user (a blob, written by the user's partition owner)."""
-        return f"{self.prefix}:u:{pseudonym(self.pseudonym_key, user_id)}"
+        return f"{self.prefix}:u:{self.pseudonyms.of(user_id)}"
 
     def merchant(self, merchant_id: str) -> str:
         """Shared merchant counters (a hash, updated with atomic increments by every worker)."""
-        return f"{self.prefix}:m:{pseudonym(self.pseudonym_key, merchant_id)}"
+        return self.merchant_of(self.pseudonyms.of(merchant_id))
+
+    def merchant_of(self, pseudonym: str) -> str:
+        """The merchant counters named by a pseudonym (decision-time snapshots keep only that)."""
+        return f"{self.prefix}:m:{pseudonym}"
 
     def decision(self, event_id: str) -> str:
         """The one effective decision for an event_id, with the input offset that produced it."""
@@ -87,11 +82,11 @@ class RedisKeys:
     # -- recommendations ----------------------------------------------------------------------
     def seen_items(self, user_id: str) -> str:
         """Set of items the user interacted with (excluded from their recommendations)."""
-        return f"{self.prefix}:r:seen:{pseudonym(self.pseudonym_key, user_id)}"
+        return f"{self.prefix}:r:seen:{self.pseudonyms.of(user_id)}"
 
     def reco_list(self, user_id: str) -> str:
         """Sorted set item -> score: the user's current top-K, for services that read Redis directly."""
-        return f"{self.prefix}:r:list:{pseudonym(self.pseudonym_key, user_id)}"
+        return f"{self.prefix}:r:list:{self.pseudonyms.of(user_id)}"
 
     def popularity(self, bucket: int) -> str:
         """Sorted set item -> interaction weight within one hour of event time (all workers add)."""

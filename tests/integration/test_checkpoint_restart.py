@@ -15,7 +15,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from agents.stores.checkpoints import RedisCheckpoints
-from agents.stores.keys import RedisKeys
 from agents.commands.topics import create_topics
 from agents.dev.embedded import ManagedProcess
 from schemas.settings import Settings
@@ -75,8 +74,7 @@ async def scenario(settings: Settings, tmp_path: Path) -> tuple[list[float], lis
         await send_and_score(settings, traffic, {f"t{i}" for i in range(200)}, consumer)
         await send_and_score(settings, labels, set(), consumer, timeout=0)
         redis = Redis.from_url(settings.redis_url.get_secret_value())
-        store = RedisCheckpoints(redis, RedisKeys.from_settings(settings),
-                                 settings.signing_key.get_secret_value().encode())
+        store = RedisCheckpoints.on_redis(redis, settings)
         deadline, last, stable_since = time.monotonic() + 60, None, time.monotonic()
         while time.monotonic() < deadline:  # wait for the checkpoint after the last label was learned
             headers = await store.headers("fraud")

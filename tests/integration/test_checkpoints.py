@@ -1,4 +1,6 @@
-"""The checkpoint registry (real Redis): newest valid restored; tampered, truncated, foreign refused."""
+"""The checkpoint registry (real Redis): newest valid restored; tampered, truncated, foreign refused;
+signing keys rotate (old checkpoints still load, new ones signed with the new key); a signed blob
+moved to another version, role or deployment is refused."""
 
 from __future__ import annotations
 
@@ -11,10 +13,17 @@ from redis.asyncio import Redis
 from agents.stores.checkpoints import RedisCheckpoints
 from agents.stores.keys import RedisKeys
 from online_models.engine import FraudEngine
+from online_models.checkpoints import CheckpointRejected, read_header
+from schemas.keyring import KeyRing, Pseudonyms
 from schemas.records import Transaction
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
+OLD, NEW = ("2026-01", b"o" * 32), ("2026-06", b"n" * 32)
+
+
+def ring(*keys: tuple[str, bytes]) -> KeyRing:
+    return KeyRing(keys)
 
 
 def trained_engine(n: int) -> FraudEngine:
@@ -34,13 +43,13 @@ def probe_scores(engine: FraudEngine) -> list[float]:
 @pytest.fixture
 async def registry(redis_url: str):
     redis = Redis.from_url(redis_url)
-    keys = RedisKeys(f"ss:ck:{uuid.uuid4().hex[:6]}", b"p")
+    keys = RedisKeys(f"ss:ck:{uuid.uuid4().hex[:6]}", Pseudonyms("p0", b"p" * 32))
     yield redis, keys
     await redis.aclose()
 
 
 async def test_the_newest_valid_checkpoint_restores_the_same_scores(registry) -> None:
-    store = RedisCheckpoints(*registry, key=b"key")
+    store = RedisCheckpoints(*registry, ring(OLD), "app")
     engine = trained_engine(300)
     assert await store.save("fraud", engine.models(), {"model_version": engine.model_version,
                                                        "offsets": {"t/0": 9}}) == 1
@@ -53,7 +62,7 @@ async def test_the_newest_valid_checkpoint_restores_the_same_scores(registry) ->
 
 async def test_tampered_truncated_and_foreign_checkpoints_are_refused_with_a_log_line(registry, caplog) -> None:
     redis, keys = registry
-    store = RedisCheckpoints(redis, keys, key=b"key")
+    store = RedisCheckpoints(redis, keys, ring(OLD), "app")
     await store.save("fraud", trained_engine(100).models(), {})
     for _ in range(2):
         await store.save("fraud", trained_engine(50).models(), {})
@@ -62,7 +71,7 @@ async def test_tampered_truncated_and_foreign_checkpoints_are_refused_with_a_log
     tampered = blob[:middle] + bytes([blob[middle] ^ 1]) + blob[middle + 1:]
     await redis.set(keys.checkpoint("fraud", 3), tampered)
     await redis.set(keys.checkpoint("fraud", 2), blob[:-100])  # truncated
-    await RedisCheckpoints(redis, keys, key=b"other-key").save("fraud", {"x": 1}, {})  # v4, foreign key
+    await RedisCheckpoints(redis, keys, ring(("2026-01", b"x" * 32)), "app").save("fraud", {"x": 1}, {})  # v4, foreign key
     with caplog.at_level(logging.ERROR):
         models, header = await store.restore("fraud")
     assert header["version"] == 1
@@ -71,16 +80,49 @@ async def test_tampered_truncated_and_foreign_checkpoints_are_refused_with_a_log
 
 
 async def test_no_valid_checkpoint_means_the_fallback_model(registry) -> None:
-    store = RedisCheckpoints(*registry, key=b"key")
+    store = RedisCheckpoints(*registry, ring(OLD), "app")
     assert await store.restore("fraud") is None
     await store.save("fraud", {"x": 1}, {})
-    assert await RedisCheckpoints(*registry, key=b"wrong").restore("fraud") is None
+    assert await RedisCheckpoints(*registry, ring(("2026-01", b"w" * 32)), "app").restore("fraud") is None
 
 
 async def test_rolling_back_moves_the_pointer_to_a_verified_version_and_old_ones_are_pruned(registry) -> None:
-    store = RedisCheckpoints(*registry, key=b"key", keep=3)
+    store = RedisCheckpoints(*registry, ring(OLD), "app", keep=3)
     for i in range(5):
         await store.save("fraud", {"i": i}, {})
     assert await store.versions("fraud") == [3, 4, 5] and await store.latest("fraud") == 5
     await store.point_to("fraud", 4)
     assert (await store.restore("fraud"))[0] == {"i": 3}
+
+
+async def test_rotation_old_checkpoints_load_new_ones_use_the_new_key_moved_blobs_are_refused(registry,
+                                                                                            caplog) -> None:
+    redis, keys = registry
+    before = RedisCheckpoints(redis, keys, ring(OLD), "app")
+    await before.save("fraud", {"v": 1}, {})
+    rotated = RedisCheckpoints(redis, keys, ring(NEW, OLD), "app")  # the new key first, the old one kept
+    assert (await rotated.restore("fraud"))[0] == {"v": 1}  # signed with the old key: still loads
+    await rotated.save("fraud", {"v": 2}, {})
+    assert read_header(await redis.get(keys.checkpoint("fraud", 2)))["kid"] == NEW[0]
+    assert (await rotated.restore("fraud"))[0] == {"v": 2}
+    assert await RedisCheckpoints(redis, keys, ring(OLD), "app").load("fraud", 1)  # the old ring reads v1...
+    with pytest.raises(CheckpointRejected, match="not configured"):
+        await RedisCheckpoints(redis, keys, ring(OLD), "app").load("fraud", 2)  # ...but not what NEW signed
+    with pytest.raises(CheckpointRejected, match="not configured"):
+        await RedisCheckpoints(redis, keys, ring(NEW), "app").load("fraud", 1)  # OLD retired: v1 refused
+
+    # A valid, signed blob copied into another slot: another version, another role, another app id.
+    v1 = await redis.get(keys.checkpoint("fraud", 1))
+    await redis.set(keys.checkpoint("fraud", 2), v1)  # replay the old model as the newest version
+    await redis.set(keys.checkpoint("anomaly", 1), v1)
+    await redis.zadd(keys.checkpoint_index("anomaly"), {"1": 1})
+    with pytest.raises(CheckpointRejected, match="signed for version 1, read as version 2"):
+        await rotated.load("fraud", 2)
+    with pytest.raises(CheckpointRejected, match="signed for role fraud, read as role anomaly"):
+        await rotated.load("anomaly", 1)
+    with pytest.raises(CheckpointRejected, match="signed for app_id app, read as app_id staging"):
+        await RedisCheckpoints(redis, keys, ring(NEW, OLD), "staging").load("fraud", 1)
+    with caplog.at_level(logging.ERROR):
+        models, header = await rotated.restore("fraud")
+    assert header["version"] == 1 and models == {"v": 1}  # the moved v2 is skipped, the genuine v1 serves
+    assert any("refused checkpoint fraud v2: signed for version 1" in r.getMessage() for r in caplog.records)

@@ -14,7 +14,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from agents.stores.checkpoints import RedisCheckpoints
-from agents.stores.keys import RedisKeys
 from online_models.engine import FraudEngine
 from schemas.records import Transaction
 from schemas.settings import Settings
@@ -58,7 +57,7 @@ async def decide_probe(settings: Settings, consumer: AIOKafkaConsumer, event_id:
 
 async def scenario(settings: Settings) -> dict:
     redis = Redis.from_url(settings.redis_url.get_secret_value())
-    store = RedisCheckpoints(redis, RedisKeys.from_settings(settings), settings.signing_key.get_secret_value().encode())
+    store = RedisCheckpoints.on_redis(redis, settings)
     versions = {}
     for n in (100, 300):
         engine = engine_after(n, settings)

@@ -1,9 +1,11 @@
-"""Canary user ids never reach Redis (keys or values), the worker's logs, or its metrics, whether
-they come over Kafka or the HTTP API."""
+"""Canary user, merchant and device ids never reach Redis (keys or values), the worker's logs, or its
+metrics, whether they come over Kafka or the HTTP API; the merchant, device and country tags kept
+in user state are keyed with the pseudonym key (no unkeyed hash of a guess finds them)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 import urllib.request
@@ -13,11 +15,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from agents.api.auth import new_api_key
+from agents.stores.keys import RedisKeys
 from api_client import call
 from schemas.settings import Settings
+from streams.fraud_features import UserState
 
 pytestmark = pytest.mark.integration
 CANARY = "canary-9f1c2e"
+MERCHANT, DEVICE = f"{CANARY}-shop", f"{CANARY}-dev"
 TOKEN, API_KEY = new_api_key("privacy", ["score", "recommend"])
 
 
@@ -29,7 +34,7 @@ def settings(settings: Settings) -> Settings:
 def api_calls(settings: Settings) -> list[int]:
     """A decision, a refused body and a recommendation for canary users over HTTP: their statuses."""
     now = time.time()
-    calls = [("/v1/score", {"event_id": "api-c", "ts": now, "user_id": f"{CANARY}-api", "merchant_id": "shop",
+    calls = [("/v1/score", {"event_id": "api-c", "ts": now, "user_id": f"{CANARY}-api", "merchant_id": MERCHANT,
                             "amount": 5.0, "currency": "EUR", "country": "FR", "channel": "app"}),
              ("/v1/score", {"event_id": "api-bad", "user_id": f"{CANARY}-api", "amount": -1}),
              (f"/v1/recommendations/{CANARY}-1?k=3", None)]
@@ -47,8 +52,8 @@ async def traffic(settings: Settings) -> None:
     try:
         for i in range(30):
             user = f"{CANARY}-{i % 3}"
-            tx = {"event_id": f"c{i}", "ts": now - 100 + i, "user_id": user, "merchant_id": "shop",
-                  "amount": 12.0 + i, "currency": "EUR", "country": "FR", "channel": "web", "device_id": "dev"}
+            tx = {"event_id": f"c{i}", "ts": now - 100 + i, "user_id": user, "merchant_id": MERCHANT,
+                  "amount": 12.0 + i, "currency": "EUR", "country": "FR", "channel": "web", "device_id": DEVICE}
             await producer.send(t.transactions, json.dumps(tx).encode(), key=user.encode())
             await producer.send(t.interactions, json.dumps({"event_id": f"ci{i}", "ts": now, "user_id": user,
                                                             "item_id": f"item{i % 5}", "kind": "view"}).encode(),
@@ -66,6 +71,21 @@ async def traffic(settings: Settings) -> None:
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+async def user_state(settings: Settings, user_id: str) -> UserState:
+    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    try:
+        return UserState.from_bytes(await redis.get(RedisKeys.from_settings(settings).user(user_id)))
+    finally:
+        await redis.aclose()
+
+
+def unkeyed_hashes(value: str) -> set[str]:
+    """What anyone can compute from a guess without the key (the tags used to be the first of these)."""
+    raw = value.encode()
+    return {hashlib.blake2b(raw, digest_size=4).hexdigest(), hashlib.sha256(raw).hexdigest()[:8],
+            hashlib.md5(raw).hexdigest()[:8]}
 
 
 async def redis_hits(settings: Settings) -> tuple[list[str], int]:
@@ -90,7 +110,7 @@ async def redis_hits(settings: Settings) -> tuple[list[str], int]:
     return hits, scanned
 
 
-def test_canary_user_ids_appear_in_no_redis_key_or_value_log_line_or_metric(settings: Settings, worker) -> None:
+def test_canary_ids_appear_in_no_redis_key_or_value_log_line_or_metric_and_tags_are_keyed(settings: Settings, worker) -> None:
     asyncio.run(traffic(settings))
     assert api_calls(settings) == [200, 422, 200]
     with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=2) as response:
@@ -99,3 +119,7 @@ def test_canary_user_ids_appear_in_no_redis_key_or_value_log_line_or_metric(sett
     assert hits == [] and scanned > 50  # users, merchants, decisions, snapshots, seen sets, lists, checkpoints
     assert CANARY not in worker.log_path.read_text()
     assert CANARY not in metrics and "streamsense_decisions_total" in metrics
+    state, tag = asyncio.run(user_state(settings, f"{CANARY}-0")), settings.pseudonyms().tag
+    assert (state.merchants, state.devices, state.countries) == ((tag(MERCHANT),), (tag(DEVICE),), (tag("FR"),))
+    assert not {*state.merchants, *state.devices, *state.countries} & set().union(
+        *map(unkeyed_hashes, (MERCHANT, DEVICE, "FR")))

@@ -16,7 +16,6 @@ from redis.asyncio import Redis
 from agents.stores.checkpoints import RedisCheckpoints
 from agents.commands.topics import create_topics
 from agents.dev.embedded import ManagedProcess, free_port
-from agents.stores.keys import RedisKeys
 from schemas.settings import Settings
 from agents.dev.probes import metric, ready
 
@@ -43,7 +42,7 @@ async def scenario(settings: Settings, ports: list[int]) -> tuple[dict[str, str]
     await producer.start()
     await consumer.start()
     redis = Redis.from_url(settings.redis_url.get_secret_value())
-    store = RedisCheckpoints(redis, RedisKeys.from_settings(settings), settings.signing_key.get_secret_value().encode())
+    store = RedisCheckpoints.on_redis(redis, settings)
     try:
         for i in range(300):
             await producer.send(t.transactions, tx(f"t{i}", f"u{i % 40}", 5 + (i * 17) % 400, now - 1200 + i),

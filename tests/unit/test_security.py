@@ -1,6 +1,11 @@
-"""Secure by default: no plain-text SASL unless asked, loopback HTTP, masked secrets."""
+"""Secure by default: no plain-text SASL unless asked, loopback HTTP, masked secrets, no public or
+short keys outside development."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -33,3 +38,43 @@ def test_secrets_are_masked_when_printed() -> None:
     settings = Settings(redis_url=SecretStr("redis://:hunter2@db:6379/0"), sasl_password=SecretStr("hunter2"),
                         pseudonym_key=SecretStr("hunter2"), signing_key=SecretStr("hunter2"))
     assert "hunter2" not in repr(settings) and "hunter2" not in str(settings)
+
+
+STRONG = "s" * 32
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("pseudonym_key", None, "public default"), ("pseudonym_key", "", "empty"), ("pseudonym_key", "x" * 31, "31 bytes"),
+    ("signing_key", None, "public default"), ("signing_key", "", "empty"), ("signing_key", "short", "5 bytes"),
+])
+def test_public_empty_or_short_keys_are_refused_naming_the_setting(name, value, reason) -> None:
+    env = {"STREAMSENSE_PSEUDONYM_KEY": STRONG, "STREAMSENSE_SIGNING_KEY": STRONG}
+    if value is None:
+        del env[f"STREAMSENSE_{name.upper()}"]
+    else:
+        env[f"STREAMSENSE_{name.upper()}"] = value
+    settings = Settings.from_env(env)
+    with pytest.raises(SettingsError, match=rf"^{name} \(STREAMSENSE_{name.upper()}\) cannot be used: .*{reason}"):
+        settings.check_secrets()
+    Settings.from_env({**env, "STREAMSENSE_DEV_MODE": "true"}).check_secrets()  # development only
+    Settings.from_env({"STREAMSENSE_PSEUDONYM_KEY": STRONG, "STREAMSENSE_SIGNING_KEY": STRONG}).check_secrets()
+
+
+def test_every_key_of_a_signing_ring_is_checked_and_the_newest_signs() -> None:
+    ring = Settings.from_env({"STREAMSENSE_SIGNING_KEYS": f"new:{'n' * 32},old:{'o' * 32}"}).signing_keyring()
+    assert ring.current_id == "new" and ring.get("old") == b"o" * 32
+    weak = Settings.from_env({"STREAMSENSE_PSEUDONYM_KEY": STRONG, "STREAMSENSE_SIGNING_KEYS": f"new:{STRONG},old:x"})
+    with pytest.raises(SettingsError, match=r"^signing_keys\[old\] \(STREAMSENSE_SIGNING_KEYS\) cannot be used"):
+        weak.check_secrets()
+    with pytest.raises(SettingsError, match="kid:secret"):
+        Settings.from_env({"STREAMSENSE_SIGNING_KEYS": STRONG})
+    assert Settings(signing_key=SecretStr(STRONG)).signing_keyring().keys == (("k0", STRONG.encode()),)
+
+
+@pytest.mark.parametrize("command", [["worker"], ["models", "list"]])
+def test_the_worker_and_the_models_command_refuse_to_start_on_the_public_keys(command) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMSENSE_")}
+    done = subprocess.run([sys.executable, "-m", "agents", *command], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0
+    assert "configuration error: pseudonym_key (STREAMSENSE_PSEUDONYM_KEY) cannot be used" in done.stderr
