@@ -1,17 +1,29 @@
 """How an agent hands a batch to a processor and emits the result, without ever losing a message.
 
 Faust acks every event of a ``take_events`` batch when the loop body ends, also when it raises.
-So nothing may escape the body: a batch that keeps failing is dead-lettered message by message,
-with its stage and error, instead of being acked and lost. Outputs are sent and awaited before
-the body ends, so a crash before the ack redelivers the batch rather than dropping its outputs.
+So nothing may escape the body:
+
+- Any exception while handling a batch is isolated to the messages that cause it: a transient
+  one (Redis, network) is first retried on the whole batch; then the batch is split in halves,
+  each handled on its own, down to single messages. A message that still fails alone becomes a
+  dead letter with the agent's stage and its error; every other message is decided. A message
+  that fails only in company (with another message of its batch) is decided once the halves
+  separate them.
+- Outputs are sent and awaited before the body ends. A send the broker does not acknowledge is
+  sent again with backoff; if it still fails, the process exits at once (``EXIT_UNSENT``)
+  instead of stopping gracefully: a graceful stop acks the batch in hand (``take_events`` acks in
+  a ``finally``) and commits it, which would drop its outputs. Its offsets stay uncommitted, so the
+  batch is redelivered when the worker restarts; decisions already stored are re-emitted byte for
+  byte (agents.transaction_path).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from typing import Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, NoReturn, Sequence
 
 import faust
 from redis.exceptions import RedisError
@@ -22,6 +34,11 @@ from schemas.settings import Settings
 log = logging.getLogger(__name__)
 
 BATCH_ATTEMPTS = 3
+TRANSIENT = (RedisError, OSError, RuntimeError)  # what retrying the same batch can cure
+PRODUCE_ATTEMPTS = 5
+EXIT_UNSENT = 75  # EX_TEMPFAIL: outputs the broker would not take; restart to redeliver the batch
+
+Handle = Callable[[list[RawMessage]], Awaitable[list[Emit]]]
 
 
 def raw_message(event: faust.EventT) -> RawMessage:
@@ -35,27 +52,80 @@ async def send_all(app: faust.App, emits: Sequence[Emit]) -> Awaitable[list]:
     return asyncio.gather(*pending)
 
 
-async def emit_all(app: faust.App, emits: Sequence[Emit]) -> None:
-    """Send every output and wait until the broker has them, before the batch is acked."""
-    await (await send_all(app, emits))
+async def unacknowledged(app: faust.App, emits: Sequence[Emit]) -> tuple[list[Emit], BaseException | None]:
+    """Send ``emits``; those the broker did not acknowledge (in order), and the last error."""
+    pending, error = [], None
+    try:
+        for e in emits:
+            pending.append(await app.producer.send(e.topic, e.key, e.value, None, None, None))
+    except Exception as exc:  # noqa: BLE001 - not handed over: this one and every later one are unsent
+        error = exc
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    unsent = [e for e, r in zip(emits, results) if isinstance(r, BaseException)] + list(emits[len(pending):])
+    return unsent, error or (failed[-1] if failed else None)
 
 
-async def guarded(handle: Callable[[list[RawMessage]], Awaitable[list[Emit]]], messages: list[RawMessage],
-                  settings: Settings, stage: str, metrics=None) -> list[Emit]:
-    """Run ``handle`` on a batch, retrying; after the last attempt every message becomes a dead letter."""
+def exit_unsent(error: BaseException | None) -> NoReturn:
+    """Stop the process without acking the batch in hand (see the module's docstring)."""
+    log.critical("the broker did not take this batch's outputs after %d attempts (%s); exiting with %d so the "
+                 "batch is redelivered after a restart", PRODUCE_ATTEMPTS, error, EXIT_UNSENT)
+    logging.shutdown()
+    os._exit(EXIT_UNSENT)
+
+
+async def emit_all(app: faust.App, emits: Sequence[Emit],
+                   stop: Callable[[BaseException | None], NoReturn] = exit_unsent) -> None:
+    """Send every output and wait until the broker has them, before the batch is acked; what it does
+    not acknowledge is sent again with backoff, and after ``PRODUCE_ATTEMPTS`` the worker stops."""
+    unsent: Sequence[Emit] = emits
+    for attempt in range(1, PRODUCE_ATTEMPTS + 1):
+        unsent, error = await unacknowledged(app, unsent)
+        if not unsent:
+            return
+        log.warning("%d outputs not acknowledged (attempt %d/%d): %s", len(unsent), attempt, PRODUCE_ATTEMPTS,
+                    error)
+        if attempt < PRODUCE_ATTEMPTS:
+            await asyncio.sleep(0.1 * 2 ** attempt)
+    stop(error)
+
+
+async def guarded(handle: Handle, messages: list[RawMessage], settings: Settings, stage: str,
+                  metrics=None) -> list[Emit]:
+    """``handle``'s outputs for the batch; never raises an Exception (see the module's docstring)."""
     for attempt in range(1, BATCH_ATTEMPTS + 1):
         try:
             return await handle(messages)
-        except (RedisError, RuntimeError, OSError) as exc:
+        except TRANSIENT as exc:
             log.warning("%s batch of %d failed (attempt %d/%d): %s", stage, len(messages), attempt,
                         BATCH_ATTEMPTS, exc)
-            if attempt == BATCH_ATTEMPTS:
-                return [dead_letter(settings, m, stage, exc, time.time(), metrics) for m in messages]
-            await asyncio.sleep(0.2 * 2 ** attempt)
-    raise AssertionError("unreachable")
+            error: Exception = exc
+            if attempt < BATCH_ATTEMPTS:
+                await asyncio.sleep(0.2 * 2 ** attempt)
+        except Exception as exc:  # noqa: BLE001 - the isolation boundary: no exception may ack-and-lose
+            log.exception("%s batch of %d failed; isolating the messages that cause it", stage, len(messages))
+            error = exc
+            break
+    return await isolated(handle, messages, error, settings, stage, metrics)
 
 
-async def run_batches(app: faust.App, stream: faust.StreamT, handle, settings: Settings, stage: str,
+async def isolated(handle: Handle, messages: list[RawMessage], error: Exception, settings: Settings, stage: str,
+                   metrics=None) -> list[Emit]:
+    """``messages`` failed together with ``error``: each half on its own, down to single messages,
+    which become dead letters when they fail alone."""
+    if len(messages) == 1:
+        return [dead_letter(settings, messages[0], stage, error, time.time(), metrics)]
+    half = len(messages) // 2
+    emits: list[Emit] = []
+    for part in (messages[:half], messages[half:]):
+        try:
+            emits.extend(await handle(part))
+        except Exception as exc:  # noqa: BLE001 - see guarded
+            emits.extend(await isolated(handle, part, exc, settings, stage, metrics))
+    return emits
+
+
+async def run_batches(app: faust.App, stream: faust.StreamT, handle: Handle, settings: Settings, stage: str,
                       metrics=None) -> None:
     """The body of every agent: batches of raw messages through ``handle``, outputs emitted."""
     async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):

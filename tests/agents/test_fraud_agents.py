@@ -82,3 +82,23 @@ async def test_an_exception_in_model_code_dead_letters_that_event_only(worker, m
     letters = [json.loads(e.value) for e in sent if e.topic == "dead-letters"]
     assert sorted(json.loads(e.value)["event_id"] for e in sent if e.topic == "fraud-decisions") == ["a1", "a3"]
     assert [(d["stage"], d["error"]) for d in letters] == [("score", "ZeroDivisionError: injected")]
+
+
+async def test_any_exception_outside_model_code_dead_letters_only_the_events_that_cause_it(worker, monkeypatch) -> None:
+    topology, runtime, sent = worker
+    store = runtime.processor.store
+    real_commit = store.commit
+
+    async def refuses_a2(batch):
+        if any("a2" in key for key in batch.guards):
+            raise KeyError("injected at commit")  # not a Redis error: once acked-and-lost
+        return await real_commit(batch)
+
+    monkeypatch.setattr(store, "commit", refuses_a2)
+    async with agent_named(topology.app, "score-transactions").test_context() as test_agent:
+        for i in (1, 2, 3, 4):
+            await test_agent.put(tx(i), key=b"bob")
+        await wait_for(sent, 4)
+    letters = [json.loads(e.value) for e in sent if e.topic == "dead-letters"]
+    assert sorted(json.loads(e.value)["event_id"] for e in sent if e.topic == "fraud-decisions") == ["a1", "a3", "a4"]
+    assert [(d["offset"], d["stage"], d["error"]) for d in letters] == [(1, "batch", "KeyError: 'injected at commit'")]

@@ -1,0 +1,117 @@
+"""The isolation boundary of every agent (agents.batching): whatever a batch raises, each message
+ends as its outputs or one dead letter; outputs the broker will not take stop the worker unacked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from agents import batching
+from agents.messages import Emit, RawMessage
+from schemas.settings import Settings
+
+SETTINGS = Settings()
+pause = asyncio.sleep  # the real one: tests replace the backoff's sleep
+
+
+def messages(n: int) -> list[RawMessage]:
+    return [RawMessage("transactions", 0, i, b"k", f"m{i}".encode()) for i in range(n)]
+
+
+def handler(fails):
+    """A processor that emits one output per message and raises ``fails(batch)`` when it is not None."""
+    calls = []
+
+    async def handle(batch: list[RawMessage]) -> list[Emit]:
+        calls.append([m.offset for m in batch])
+        error = fails(batch)
+        if error is not None:
+            raise error
+        return [Emit("out", None, m.value) for m in batch]
+    return handle, calls
+
+
+def outcome(emits: list[Emit]) -> tuple[list[bytes], dict[int, tuple[str, str]]]:
+    letters = [json.loads(e.value) for e in emits if e.topic == SETTINGS.topics.dead_letters]
+    return ([e.value for e in emits if e.topic == "out"],
+            {d["offset"]: (d["stage"], d["error_code"]) for d in letters})
+
+
+@pytest.mark.parametrize("kind", [ValueError, KeyError, TypeError, ZeroDivisionError, UnicodeError, LookupError])
+async def test_any_exception_is_isolated_to_the_message_that_raises_it(kind) -> None:
+    handle, _ = handler(lambda batch: kind("bad") if any(m.offset in (3, 11) for m in batch) else None)
+    decided, letters = outcome(await batching.guarded(handle, messages(16), SETTINGS, "batch"))
+    assert decided == [f"m{i}".encode() for i in range(16) if i not in (3, 11)]
+    assert letters == {3: ("batch", kind.__name__), 11: ("batch", kind.__name__)}
+
+
+async def test_messages_that_fail_only_together_are_each_decided_once_apart() -> None:
+    # 2 and 9 cannot be handled in one batch (think: two writers of one key); either alone is fine.
+    handle, calls = handler(lambda batch: ValueError("together") if {2, 9} <= {m.offset for m in batch} else None)
+    decided, letters = outcome(await batching.guarded(handle, messages(12), SETTINGS, "batch"))
+    assert decided == [f"m{i}".encode() for i in range(12)] and letters == {}
+    assert calls == [list(range(12)), list(range(6)), list(range(6, 12))]
+
+
+async def test_a_transient_failure_is_retried_on_the_whole_batch_first(monkeypatch) -> None:
+    monkeypatch.setattr(batching.asyncio, "sleep", lambda s: pause(0))
+    failures = iter([ConnectionError("redis away")])
+    handle, calls = handler(lambda batch: next(failures, None))
+    decided, letters = outcome(await batching.guarded(handle, messages(4), SETTINGS, "label_join"))
+    assert len(decided) == 4 and letters == {} and calls == [[0, 1, 2, 3]] * 2
+
+
+async def test_a_failure_that_never_clears_dead_letters_every_message_with_its_stage(monkeypatch) -> None:
+    monkeypatch.setattr(batching.asyncio, "sleep", lambda s: pause(0))
+    handle, _ = handler(lambda batch: ConnectionError("redis away"))
+    decided, letters = outcome(await batching.guarded(handle, messages(5), SETTINGS, "label_join"))
+    assert decided == [] and letters == {i: ("label_join", "ConnectionError") for i in range(5)}
+
+
+class Producer:
+    """Takes a send when ``accept(attempt, value)`` says so; the broker's answer is a future."""
+
+    def __init__(self, accept) -> None:
+        self.accept, self.sent, self.attempts = accept, [], {}
+
+    async def send(self, topic, key, value, *_):
+        self.attempts[value] = self.attempts.get(value, 0) + 1
+        future = asyncio.get_running_loop().create_future()
+        if self.accept(self.attempts[value], value):
+            self.sent.append(value)
+            future.set_result(None)
+        else:
+            future.set_exception(ConnectionError("broker away"))
+        return future
+
+
+class App:
+    def __init__(self, producer: Producer) -> None:
+        self.producer = producer
+
+
+class Stopped(BaseException):
+    pass
+
+
+def stop(error):
+    raise Stopped(error)
+
+
+async def test_outputs_the_broker_did_not_take_are_sent_again_and_only_those(monkeypatch) -> None:
+    monkeypatch.setattr(batching.asyncio, "sleep", lambda s: pause(0))
+    producer = Producer(lambda attempt, value: value != b"b" or attempt == 3)
+    await batching.emit_all(App(producer), [Emit("t", None, v) for v in (b"a", b"b", b"c")], stop=stop)
+    assert producer.sent == [b"a", b"c", b"b"] and producer.attempts[b"b"] == 3
+
+
+async def test_outputs_the_broker_never_takes_stop_the_worker_before_the_batch_is_acked(monkeypatch) -> None:
+    waits = []
+    monkeypatch.setattr(batching.asyncio, "sleep", lambda s: waits.append(s) or pause(0))
+    producer = Producer(lambda attempt, value: False)
+    with pytest.raises(Stopped):
+        await batching.emit_all(App(producer), [Emit("t", None, b"a")], stop=stop)
+    assert producer.attempts[b"a"] == batching.PRODUCE_ATTEMPTS and producer.sent == []
+    assert waits == sorted(waits) and len(waits) == batching.PRODUCE_ATTEMPTS - 1  # backing off
