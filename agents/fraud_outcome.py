@@ -14,13 +14,17 @@ from typing import Sequence
 
 from agents.messages import Emit, Refused
 from agents.metrics import Metrics
-from schemas.internal_records import LearnExample, learn_batch
+from schemas.internal_records import LearnExample, learn_batches
 from schemas.records import DriftSignal, FraudDecision
 from schemas.settings import Settings
+from streams.app import MAX_REQUEST_BYTES
 
 log = logging.getLogger(__name__)
 
-LEARN_CHUNK = 100  # examples per message on the learn topic: well under Kafka's 1 MB default
+LEARN_CHUNK = 100  # examples per message on the learn topic
+# Bytes per learn message: a quarter of what the producer sends in one request
+# (streams.app.MAX_REQUEST_BYTES), so a batch of many examples never makes a message it refuses.
+LEARN_MESSAGE_BYTES = MAX_REQUEST_BYTES // 4
 
 
 @dataclass
@@ -50,8 +54,8 @@ class FraudOutcome:
 def learn_messages(settings: Settings, examples: Sequence[LearnExample]) -> list[Emit]:
     """Examples for the learner (internal topic, one partition), many to a message: one Kafka
     message per event cost the learner Faust's per-message overhead on every decision."""
-    return [Emit(settings.learn_topic, examples[i].event_id.encode(), learn_batch(examples[i:i + LEARN_CHUNK]))
-            for i in range(0, len(examples), LEARN_CHUNK)]
+    return [Emit(settings.learn_topic, first.encode(), raw)
+            for first, raw in learn_batches(examples, LEARN_MESSAGE_BYTES, LEARN_CHUNK)]
 
 
 def drift_emits(settings: Settings, metrics: Metrics, signals: Sequence[DriftSignal]) -> list[Emit]:

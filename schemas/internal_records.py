@@ -10,9 +10,10 @@ rolling upgrade, so the keys below are the format: change them only with a versi
 b'{"x":{"amount":12.5},"m":"m1","ts":100.0,"p":0.25}'
 >>> Snapshot.from_bytes(snap.learned_as_legitimate().to_bytes()).assumed_legitimate
 True
->>> batch = learn_batch([UnlabelledExample("e1", {"amount": 12.5}), LabelledExample("e2", snap, True)])
->>> [example_from_doc(doc) for doc in read_learn_batch(batch)][0]
-UnlabelledExample(event_id='e1', features={'amount': 12.5})
+>>> [(first, raw)] = learn_batches([UnlabelledExample("e1", {"amount": 12.5}), LabelledExample("e2", snap, True)],
+...                                max_bytes=1000)
+>>> first, [example_from_doc(doc) for doc in read_learn_batch(raw)][0]
+('e1', UnlabelledExample(event_id='e1', features={'amount': 12.5}))
 """
 
 from __future__ import annotations
@@ -109,9 +110,29 @@ def example_from_doc(doc: Mapping) -> LearnExample:
     return LabelledExample(doc["e"], Snapshot.from_doc(doc["s"]), bool(doc["y"]), bool(doc["o"]))
 
 
-def learn_batch(examples: Sequence[LearnExample]) -> bytes:
-    """Several examples in one learn-topic message."""
-    return internal_json.dumps({"b": [example.to_doc() for example in examples]})
+_BATCH_OPEN, _BATCH_CLOSE = b'{"b":[', b"]}"
+
+
+def learn_batches(examples: Sequence[LearnExample], max_bytes: int, max_examples: int = 100
+                  ) -> list[tuple[str, bytes]]:
+    """``examples`` packed in order into learn-topic messages, ``{"b": [...]}``, each at most
+    ``max_bytes`` long (an example longer than that goes alone) and ``max_examples`` examples:
+    (event_id of its first example, message) per message."""
+    batches: list[tuple[str, bytes]] = []
+    parts: list[bytes] = []
+    first, size = "", 0
+    for example in examples:
+        part = internal_json.dumps(example.to_doc())
+        if parts and (size + 1 + len(part) > max_bytes or len(parts) == max_examples):
+            batches.append((first, _BATCH_OPEN + b",".join(parts) + _BATCH_CLOSE))
+            parts = []
+        if not parts:
+            first, size = example.event_id, len(_BATCH_OPEN) + len(_BATCH_CLOSE) - 1
+        parts.append(part)
+        size += 1 + len(part)  # the comma before it (one too many for the first, counted off above)
+    if parts:
+        batches.append((first, _BATCH_OPEN + b",".join(parts) + _BATCH_CLOSE))
+    return batches
 
 
 def read_learn_batch(raw: bytes) -> list:

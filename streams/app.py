@@ -15,6 +15,11 @@ from schemas.settings import Settings, SettingsError
 from streams.transport import Transport
 
 
+# The largest request the producer sends (Faust's and Kafka's default, stated so that what we
+# pack into one message -- agents.fraud_outcome's learn batches -- can stay below it).
+MAX_REQUEST_BYTES = 1_000_000
+
+
 class StreamsenseApp(faust.App):
     """A Faust app whose consumer fetch wait comes from settings (see streams.transport)."""
 
@@ -75,6 +80,7 @@ def make_app(settings: Settings, **overrides: object) -> Topology:
         broker_heartbeat_interval=1,
         broker_rebalance_timeout=10,
         producer_acks=-1,
+        producer_max_request_size=MAX_REQUEST_BYTES,
     )
     app = StreamsenseApp(settings.app_id, **{**options, **overrides})
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
