@@ -11,6 +11,7 @@ import faust
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from agents.faults import Faults
 from agents.stores.checkpoints import RedisCheckpoints
 from agents.fraud_processor import FraudProcessor
 from agents.learner import Learner
@@ -47,6 +48,9 @@ class Runtime(faust.Service):
         self.learner = Learner(self.settings, self.engine, self.metrics)
         self.lifecycle = ModelLifecycle(self.engine, RedisCheckpoints.on_redis(self.redis, self.settings), self.app)
         await self.lifecycle.restore()
+        faults = Faults.from_env()  # None unless a reliability test asks for faults
+        if faults is not None:
+            faults.install(self)
 
     async def on_stop(self) -> None:
         if self.lifecycle is not None:

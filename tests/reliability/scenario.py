@@ -28,16 +28,21 @@ def create_all_topics(settings: Settings) -> None:
     asyncio.run(create_topics(settings))
 
 
-def start(settings: Settings, tmp_path: Path, name: str, web_port: int | None = None) -> ManagedProcess:
-    """A worker; give each of several workers at once its own ``web_port`` (they share the data dir name)."""
+def start(settings: Settings, tmp_path: Path, name: str, web_port: int | None = None,
+          env: dict[str, str] | None = None) -> ManagedProcess:
+    """A worker; give each of several workers at once its own ``web_port`` (they share the data dir name).
+    ``env``: more environment (agents.faults reads its variable from there)."""
     if web_port is not None:
         settings = settings.replace(web_port=web_port, data_dir=str(tmp_path / f"{name}-data"))
     return ManagedProcess(name, [sys.executable, "-m", "agents", "worker", "--loglevel", "warning"],
-                          env={**os.environ, **settings.to_env()}, log_dir=tmp_path)
+                          env={**os.environ, **settings.to_env(), **(env or {})}, log_dir=tmp_path)
 
 
-async def produce(settings: Settings, ledger: Ledger, events: int, span_s: float) -> None:
-    """``events`` transactions over ``span_s`` seconds: 1 % malformed, 1 % repeating an earlier event_id."""
+async def produce(settings: Settings, ledger: Ledger, events: int, span_s: float, *, repeats: bool = True,
+                  label_every: int = 0) -> None:
+    """``events`` transactions over ``span_s`` seconds: 1 % malformed, 1 % repeating an earlier
+    event_id (none with ``repeats=False``); with ``label_every``, a label for every such
+    transaction, sent just after it."""
     rng, now = random.Random(7), time.time()
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await producer.start()
@@ -48,13 +53,17 @@ async def produce(settings: Settings, ledger: Ledger, events: int, span_s: float
             if rng.random() < 0.01:
                 raw = ledger.add_malformed(b'{"event_id": "broken", "amount": "NaN"')
             else:
-                event_id = f"k{i}" if rng.random() > 0.01 or i < 10 else f"k{i - 5}"  # a few duplicates
+                repeat = repeats and rng.random() <= 0.01 and i >= 10
+                event_id = f"k{i - 5}" if repeat else f"k{i}"  # a few duplicates
                 payload = ledger.valid.get(event_id) or {
                     "event_id": event_id, "ts": now - 3000 + i, "user_id": user, "merchant_id": f"m{i % 11}",
                     "amount": round(rng.uniform(1, 300), 2), "currency": "EUR", "country": "FR", "channel": "web"}
                 raw = ledger.add_valid(payload)
                 user = payload["user_id"]
             await producer.send(settings.topics.transactions, raw, key=user.encode())
+            if label_every and i % label_every == 0:
+                label = {"event_id": f"k{i}", "is_fraud": i % (3 * label_every) == 0, "ts": now - 2000 + i}
+                await producer.send(settings.topics.fraud_labels, json.dumps(label).encode(), key=f"k{i}".encode())
             await asyncio.sleep(max(0.0, (i + 1) * span_s / events - (time.monotonic() - started)))
         await producer.flush()
     finally:
@@ -136,7 +145,7 @@ def outcome(settings: Settings, ledger: Ledger) -> Report:
 
 
 def assert_nothing_lost_nothing_decided_twice(report: Report, ledger: Ledger) -> None:
-    assert report.missing == [] and report.effective_duplicates == []
+    assert report.missing == [] and report.dead_lettered == [] and report.effective_duplicates == []
     assert report.order_violations == 0 and report.state_mismatches == []
     assert report.dead_letters_by_stage.get("validate") == ledger.malformed
     assert report.dead_letters_by_stage.get("dedupe", 0) == ledger.duplicates

@@ -1,6 +1,9 @@
 """Reads what a reliability test produced (the ledger) and what came out, and reports what went wrong.
 
 - missing: valid events with neither a decision nor a dead letter;
+- dead-lettered: valid events whose outcome is a dead letter (a ``dedupe`` one for a repeated
+  event_id does not count: the first one is decided);
+- two outcomes: valid events with a decision and also such a dead letter;
 - effective duplicates: event ids with more than one *different* decision;
 - raw duplicates: decision messages beyond the first per event id (redeliveries re-emit the
   same bytes, so these are harmless, but counted);
@@ -15,6 +18,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -45,6 +49,8 @@ class Ledger:
 @dataclass
 class Report:
     missing: list[str]
+    dead_lettered: list[str]
+    two_outcomes: list[str]
     effective_duplicates: list[str]
     raw_duplicates: int
     raw_duplicate_dead_letters: int
@@ -54,7 +60,13 @@ class Report:
     longest_stall_s: float = 0.0
 
     def ok(self) -> bool:
-        return not (self.missing or self.effective_duplicates or self.order_violations or self.state_mismatches)
+        return not (self.missing or self.two_outcomes or self.effective_duplicates or self.order_violations
+                    or self.state_mismatches)
+
+
+def letter_raw(letter: dict) -> bytes | None:
+    """A dead letter's original bytes, when it kept them whole."""
+    return None if letter["truncated"] else base64.b64decode(letter["raw_b64"])
 
 
 def verify(ledger: Ledger, decisions: list[dict], dead_letters: list[dict],
@@ -67,7 +79,10 @@ def verify(ledger: Ledger, decisions: list[dict], dead_letters: list[dict],
     offsets = {(d["source_topic"], d["partition"], d["offset"]): d["stage"] for d in dead_letters}
     for stage in offsets.values():
         stages[stage] += 1
-    missing = sorted(e for e in ledger.valid if e not in by_event)
+    sent_as = {raw: json.loads(raw)["event_id"] for kind, raw in ledger.sends if kind == "valid"}
+    lettered = {sent_as.get(letter_raw(d)) for d in dead_letters if d["stage"] != "dedupe"}
+    dead_lettered = sorted(e for e in ledger.valid if e in lettered)
+    missing = sorted(e for e in ledger.valid if e not in by_event and e not in lettered)
     decided_at = {e: min(d["decided_at"] for d in ds) for e, ds in by_event.items()}
     per_user: dict[str, list[float]] = defaultdict(list)
     for event_id, payload in ledger.valid.items():  # production order
@@ -81,7 +96,9 @@ def verify(ledger: Ledger, decisions: list[dict], dead_letters: list[dict],
         for payload in ledger.valid.values():
             expected[payload["user_id"]] += 1
         mismatches = sorted(u for u, n in expected.items() if user_history.get(u) != n)
-    return Report(missing=missing, effective_duplicates=sorted(e for e, s in distinct.items() if len(s) > 1),
+    return Report(missing=missing, dead_lettered=dead_lettered,
+                  two_outcomes=sorted(e for e in dead_lettered if e in by_event),
+                  effective_duplicates=sorted(e for e, s in distinct.items() if len(s) > 1),
                   raw_duplicates=sum(len(ds) - 1 for ds in by_event.values()),
                   raw_duplicate_dead_letters=len(dead_letters) - len(offsets), order_violations=violations,
                   dead_letters_by_stage=dict(stages), state_mismatches=mismatches,

@@ -1,0 +1,91 @@
+"""Test-only fault injection: exceptions of arbitrary types at random stages of a running worker.
+
+Off unless ``SS_TEST_FAULTS`` is set (not a setting, so outside the ``STREAMSENSE_`` names), as ``seed:rate:stage+stage`` (for example
+``7:0.02:decode+score+commit``). Then every call at a named stage raises, with probability
+``rate``, an exception of a type drawn from ``KINDS``, before the real call or after it (its
+effects done, its result lost). The reliability tests use it to show that whatever raises,
+wherever, every input still ends as one decision or one dead letter, and that a produce the broker
+never takes stops the worker without losing its batch. The worker reads the variable nowhere else;
+unset, nothing is wrapped.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import random
+
+log = logging.getLogger(__name__)
+
+ENV = "SS_TEST_FAULTS"
+
+
+class InjectedFault(Exception):
+    """An exception type no code of ours expects."""
+
+
+KINDS = (ValueError, KeyError, TypeError, ZeroDivisionError, AttributeError, IndexError, AssertionError,
+         InjectedFault, RuntimeError, ConnectionError)
+
+
+class Faults:
+    def __init__(self, seed: int, rate: float, stages: set[str]) -> None:
+        self.random = random.Random(seed)
+        self.rate = rate
+        self.stages = stages
+
+    @classmethod
+    def from_env(cls) -> "Faults | None":
+        spec = os.environ.get(ENV)
+        if not spec:
+            return None
+        seed, rate, stages = spec.split(":")
+        return cls(int(seed), float(rate), set(stages.split("+")))
+
+    def wrap(self, owner: object, method: str, stage: str) -> None:
+        """Replace ``owner.method`` by one that fails at ``stage`` now and then."""
+        if stage not in self.stages:
+            return
+        real = getattr(owner, method)
+
+        def fault() -> Exception:
+            kind = self.random.choice(KINDS)
+            return kind(f"injected at {stage}")
+
+        if inspect.iscoroutinefunction(real):
+            @functools.wraps(real)
+            async def wrapped(*args, **kwargs):
+                if self.random.random() < self.rate:
+                    raise fault()
+                result = await real(*args, **kwargs)
+                if self.random.random() < self.rate:
+                    raise fault()
+                return result
+        else:
+            @functools.wraps(real)
+            def wrapped(*args, **kwargs):
+                if self.random.random() < self.rate:
+                    raise fault()
+                result = real(*args, **kwargs)
+                if self.random.random() < self.rate:
+                    raise fault()
+                return result
+        setattr(owner, method, wrapped)
+
+    def install(self, runtime) -> None:
+        """Wrap the worker's stages: decoding, scoring, Redis reads and writes, joining labels,
+        learning, the recommendation path and the producer."""
+        log.warning("TEST FAULTS: raising at %s with probability %g", "+".join(sorted(self.stages)), self.rate)
+        fraud, reco = runtime.processor, runtime.reco
+        for owner, method, stage in (
+                (fraud.transactions, "decode", "decode"), (runtime.engine, "score", "score"),
+                (fraud.store, "load", "load"), (fraud.store, "commit", "commit"),
+                (fraud.store, "take_snapshots", "label"), (fraud.store, "park_labels", "label"),
+                (runtime.engine, "learn_label", "learn"), (runtime.engine, "learn_unlabelled", "learn"),
+                (reco.engine, "learn", "reco"), (reco.store, "record", "reco"), (reco.engine, "recommend", "reco"),
+                (fraud.store, "expired_pending", "timer"),
+                (runtime.app.producer, "send", "produce")):
+            self.wrap(owner, method, stage)
+
