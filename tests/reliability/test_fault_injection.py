@@ -32,7 +32,7 @@ def test_arbitrary_exceptions_anywhere_lose_no_transaction(settings: Settings, t
     finally:
         worker.stop()
     report = verify(ledger, decisions, dead)
-    print(report)
+    print(f"valid {len(ledger.valid)}, dead-lettered {len(report.dead_lettered)}; {report}")
     assert report.missing == [] and report.two_outcomes == [] and report.effective_duplicates == []
     # Not asserted here: a user's decisions in production order. When a batch raises after its
     # commit, its retry can decide an event whose scoring failed in the first attempt after a
