@@ -50,6 +50,8 @@ class Metrics:
                                     ["route", "status"], registry=r)
         self.api_seconds = Histogram("streamsense_api_seconds", "HTTP API request to answer", ["route"],
                                      buckets=LATENCY_BUCKETS, registry=r)
+        self.api_pending = Gauge("streamsense_api_pending", "HTTP API requests in progress (bounded by "
+                                 "api_max_pending)", registry=r)
         self._rolling = river_metrics.RollingROCAUC(window_size=1000)
         self.breaker.labels("redis").set(0.0)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import faust
 
 from agents.api.server import register_api
+from agents.api.web_server import HttpLimits, LimitedWeb
 from agents.fraud_agents import register_fraud_agents
 from agents.lifecycle_timers import register_lifecycle
 from agents.reco_agents import register_reco_agents
@@ -22,6 +24,8 @@ from streams.app import Topology, make_app
 
 def build_worker(settings: Settings, **app_overrides: object) -> tuple[Topology, Runtime]:
     topology = make_app(settings, **app_overrides)
+    limits = HttpLimits(settings.api_header_timeout_s, settings.api_max_connections)
+    topology.app.web_driver = partial(LimitedWeb, limits=limits)  # before any page is added
     runtime = Runtime(settings, topology.app, FraudEngine.from_settings(settings), RecoEngine.from_settings(settings))
     topology.app.service(runtime)
     register_fraud_agents(topology, settings, runtime)

@@ -145,6 +145,16 @@ class Settings:
     # An HTTP decision the broker has not acknowledged this long after its commit is published again
     # (the worker died after answering); also how often workers look for such decisions.
     api_publish_grace_s: float = 5.0
+    # HTTP limits (agents.api.web_server): a client has api_header_timeout_s to send a request's
+    # headers (an idle keep-alive connection is closed after it too) and api_body_timeout_s to send
+    # its body; beyond api_max_connections open connections, or api_max_pending API requests in
+    # progress on this worker (reading, queued for a batch, deciding), the answer is 503 + Retry-After.
+    api_header_timeout_s: float = 10.0
+    api_body_timeout_s: float = 10.0
+    api_max_connections: int = 1024
+    api_max_pending: int = 512
+    # A forwarded request's mark (agents.api.forwarding) is good this long, once.
+    api_forward_ttl_s: float = 10.0
     data_dir: str = ".streamsense-data"
     seed: int = 42
 
@@ -251,6 +261,11 @@ class Settings:
             raise SettingsError("partitions and batch_size must be >= 1")
         if self.api_publish_grace_s <= 0:
             raise SettingsError("api_publish_grace_s must be > 0")
+        for name in ("api_header_timeout_s", "api_body_timeout_s", "api_forward_ttl_s"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name} must be > 0")
+        if self.api_max_connections < 1 or self.api_max_pending < 1:
+            raise SettingsError("api_max_connections and api_max_pending must be >= 1")
         if self.event_loop not in ("asyncio", "uvloop"):
             raise SettingsError(f"event_loop must be asyncio or uvloop, not {self.event_loop!r}")
         if not KEY_ID.fullmatch(self.pseudonym_key_id):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from typing import Callable
 
 import faust
+from faust.web import Web
 
 from schemas.settings import Settings, SettingsError
 from streams.transport import Transport
@@ -21,12 +23,17 @@ MAX_REQUEST_BYTES = 1_000_000
 
 
 class StreamsenseApp(faust.App):
-    """A Faust app whose consumer fetch wait comes from settings (see streams.transport)."""
+    """A Faust app whose consumer fetch wait comes from settings (see streams.transport), and whose
+    web server the worker may supply (``web_driver``: app -> faust Web; set before any page is added)."""
 
     fetch_max_wait_ms: int = 1500
+    web_driver: Callable[[faust.App], Web] | None = None
 
     def _new_transport(self):
         return Transport(self.conf.broker_consumer, self)
+
+    def _new_web(self) -> Web:
+        return self.web_driver(self) if self.web_driver is not None else super()._new_web()
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,13 @@ def make_app(settings: Settings, **overrides: object) -> Topology:
         web_bind=settings.web_host,  # the address it listens on: Faust binds 0.0.0.0 unless told
         web_port=settings.web_port,
         web_enabled=True,
+        # Faust's own pages would be served on the API port without a key: /router names every
+        # worker and key owner, /table reads table contents, /graph and / describe internals.
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=10,
         broker_heartbeat_interval=1,

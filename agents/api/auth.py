@@ -26,16 +26,20 @@ SCOPES = ("score", "recommend", "admin")
 
 
 class ApiError(Exception):
-    """A refusal the API answers with ``status`` and a JSON body naming the ``code`` (and ``field``)."""
+    """A refusal the API answers with ``status`` and a JSON body naming the ``code`` (and ``field``).
+
+    ``message`` is for the client and never carries internal text (exception messages, hosts,
+    ports); that goes in ``detail``, which only the log sees, under the request id the body names.
+    """
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
-        self.headers = headers or {}
+        self.headers, self.detail = headers or {}, detail
 
-    def body(self) -> dict:
-        return {"error": self.code, "message": self.message, "field": self.field}
+    def body(self, request_id: str) -> dict:
+        return {"error": self.code, "message": self.message, "field": self.field, "request_id": request_id}
 
 
 def token_hash(token: str) -> str:

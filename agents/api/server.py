@@ -15,27 +15,33 @@ implementation of features or models):
 Partition ownership: a request is served by the worker that owns the user's partition (of
 transactions for scoring: it serialises writes to the user's state; of interactions for
 recommendations: its model learned that user). Any worker takes the request and forwards it
-there once, with a header only workers can make (an HMAC under the signing key); the answer
-names the worker that served it in ``X-Streamsense-Served-By``. If the owner cannot be reached
-(it is leaving, mid-rebalance) the request is served where it arrived: state lives in Redis and
-the event_id guard still allows one decision per event.
+there once, under a mark only workers can make, good for that one request to that worker for
+``api_forward_ttl_s``, once (agents.api.forwarding); the path is rebuilt from the parsed values with
+every segment quoted, so no user id can change the route. A forwarded request is never forwarded
+again; it counts once against the client's rate, on the worker where it arrived (the owner checks
+the client's key and scope again). The answer names the worker that served it in
+``X-Streamsense-Served-By``. If the owner cannot be reached (it is leaving, mid-rebalance) the
+request is served where it arrived: state lives in Redis and the event_id guard still allows one
+decision per event.
 
-Refusals are JSON ``{"error", "message", "field"}``: 401 no or unknown key, 403 missing scope,
-413 body over ``max_event_bytes``, 422 validation (``field`` names the culprit), 429 over the
-client's rate on this worker (``Retry-After``), 503 no partition assignment yet.
+Refusals are JSON ``{"error", "message", "field", "request_id"}`` (``X-Request-Id`` too): 401 no or
+unknown key, 403 missing scope or a refused forwarding mark, 408 body slower than
+``api_body_timeout_s``, 413 body over ``max_event_bytes``, 422 validation (``field`` names the
+culprit), 429 over the client's rate on this worker, 503 (``Retry-After``) not ready, overloaded
+(``api_max_pending``) or Redis/the broker failing. Messages never carry internal text: a 5xx's
+detail is logged under the request id the body names.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import math
 import time
 import uuid
 from typing import Awaitable, Callable
+from urllib.parse import quote
 
 import aiohttp
 from aiokafka.errors import KafkaError
@@ -46,6 +52,8 @@ from yarl import URL
 
 from agents.api.auth import ApiError, ApiKeys, RateLimiter
 from agents.api.batching import ScoreBatcher
+from agents.api.forwarding import ForwardKeys, ForwardRefused
+from agents.api.limits import RETRY_AFTER, Pending, bounded_int, read_body
 from agents.api.openapi import openapi_document
 from agents.batching import send_all
 from agents.api.prediction_cache import PredictionCache
@@ -54,35 +62,24 @@ from agents.transaction_path import ScoringFailed
 from online_models.engine import MODEL_NAME as FRAUD_MODEL
 from online_models.reco_engine import MODEL_NAME as RECO_MODEL
 from schemas.errors import InvalidEvent
-from schemas.validation import decode_reco_request
+from schemas.validation import MAX_K, decode_reco_request
 from streams.app import Topology
 
 log = logging.getLogger(__name__)
 
-FORWARDED = "X-Streamsense-Forwarded"
+FORWARD = "X-Streamsense-Forward"
 SERVED_BY = "X-Streamsense-Served-By"
 CACHE = "X-Streamsense-Cache"
-PASSED_BACK = (SERVED_BY, CACHE, "Retry-After", "WWW-Authenticate")
+REQUEST_ID = "X-Request-Id"
+PASSED_BACK = (SERVED_BY, CACHE, REQUEST_ID, "Retry-After", "WWW-Authenticate")
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 
-Serve = Callable[[View, Request, bool], Awaitable[Response]]
+# (web, request, body, forwarded) -> the answer
+Serve = Callable[[View, Request, bytes, bool], Awaitable[Response]]
 
 
 def invalid(exc: InvalidEvent) -> ApiError:
     return ApiError(422, exc.code, exc.message, exc.field)
-
-
-async def read_capped(request: Request, cap: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``cap`` bytes (before reading it all)."""
-    if request.content_length is not None and request.content_length > cap:
-        raise ApiError(413, "too_large", f"body of {request.content_length} bytes; the limit is {cap}")
-    chunks, size = [], 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > cap:
-            raise ApiError(413, "too_large", f"body over the limit of {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class Api:
@@ -95,8 +92,8 @@ class Api:
         self.batcher = ScoreBatcher(lambda *batch: runtime.processor.transactions.on_api_transactions(*batch),
                                     lambda emits: send_all(self.app, emits),
                                     lambda event_ids: runtime.processor.store.mark_published(event_ids))
-        self.forward_mark = hmac.new(s.signing_keyring().current, b"streamsense-api-forward",
-                                     hashlib.sha256).hexdigest().encode()
+        self.forwarding = ForwardKeys.from_settings(s)
+        self.pending = Pending(s.api_max_pending, runtime.metrics.api_pending.set)
 
     @property
     def me(self) -> str:
@@ -104,27 +101,46 @@ class Api:
 
     async def call(self, web: View, request: Request, route: str, scope: str, serve: Serve) -> Response:
         """Authenticate, limit, serve; every refusal becomes its JSON answer, never a traceback."""
-        started = time.perf_counter()
+        started, request_id = time.perf_counter(), uuid.uuid4().hex[:16]
         try:
             key = self.keys.authorize(request.headers.get("Authorization"), scope)
-            forwarded = hmac.compare_digest(request.headers.get(FORWARDED, "").encode(), self.forward_mark)
-            if not forwarded:  # counted where the request arrived, not again at the owner
-                wait = self.limiter.take(key.client)
-                if wait:
-                    raise ApiError(429, "rate_limited", f"client {key.client!r} is over "
-                                   f"{self.settings.api_rate_per_s:g} requests/s on this worker",
-                                   headers={"Retry-After": str(math.ceil(wait))})
-            response = await serve(web, request, forwarded)
+            mark = request.headers.get(FORWARD)
+            if mark is None:  # counted where the request arrived; a forwarded one was counted there
+                self.limit(key.client)
+            with self.pending.slot():
+                body = b""
+                if request.method == "POST":
+                    body = await read_body(request, self.settings.max_event_bytes, self.settings.api_body_timeout_s)
+                if mark is not None:
+                    self.check_forwarded(mark, request, body)
+                response = await serve(web, request, body, mark is not None)
         except ApiError as exc:
-            response = web.json(exc.body(), status=exc.status, headers=exc.headers)
+            if exc.detail:
+                log.warning("API %s %s answered %d %s (request %s): %s", request.method, route, exc.status,
+                            exc.code, request_id, exc.detail)
+            response = web.json(exc.body(request_id), status=exc.status, headers={**exc.headers, REQUEST_ID: request_id})
         except Exception:  # noqa: BLE001 - a bug must answer 500, not drop the connection
-            log.exception("API %s %s failed", request.method, route)
-            response = web.json({"error": "internal", "message": "internal error; see the worker's log",
-                                 "field": None}, status=500)
+            log.exception("API %s %s failed (request %s)", request.method, route, request_id)
+            response = web.json(ApiError(500, "internal", "internal error; the worker's log has the detail "
+                                         "under this request_id").body(request_id),
+                                status=500, headers={REQUEST_ID: request_id})
         metrics = self.runtime.metrics
         metrics.api_requests.labels(route, str(response.status)).inc()
         metrics.api_seconds.labels(route).observe(time.perf_counter() - started)
         return response
+
+    def limit(self, client: str) -> None:
+        wait = self.limiter.take(client)
+        if wait:
+            raise ApiError(429, "rate_limited", f"client {client!r} is over {self.settings.api_rate_per_s:g} "
+                           "requests/s on this worker", headers={"Retry-After": str(math.ceil(wait))})
+
+    def check_forwarded(self, mark: str, request: Request, body: bytes) -> None:
+        try:
+            self.forwarding.verify(mark, self.me, request.method, request.raw_path, body,
+                                   request.headers.get("Authorization", ""))
+        except ForwardRefused as exc:
+            raise ApiError(403, "forward_refused", f"the forwarding mark is refused: {exc}") from None
 
     # -- where a user's requests are served -----------------------------------------------------
     def owner(self, topic: str, key: bytes) -> str:
@@ -132,18 +148,19 @@ class Api:
         owners = {p: url for url, tps in self.app.assignor.external_topics_metadata().items()
                   for p in tps.get(topic, ())}
         if not owners:
-            raise ApiError(503, "not_ready", "this worker has no partition assignment yet; retry",
-                           headers={"Retry-After": "1"})
+            raise ApiError(503, "not_ready", "this worker has no partition assignment yet; retry", headers=RETRY_AFTER)
         partitions = sorted(owners)
         return owners[DefaultPartitioner()(key, partitions, partitions)]
 
-    async def forward(self, web: View, request: Request, owner: str, body: bytes | None) -> Response | None:
-        """The owner's answer to the same request, or None when it cannot be reached."""
-        target = URL(owner).with_path(request.path).with_query(request.query)
-        headers = {"Authorization": request.headers.get("Authorization", ""), FORWARDED: self.forward_mark.decode(),
-                   "Content-Type": "application/json"}
+    async def forward(self, web: View, request: Request, owner: str, path_qs: str, body: bytes) -> Response | None:
+        """The owner's answer to the same request, or None when it cannot be reached. ``path_qs`` is
+        already encoded: it is sent and signed exactly as it is."""
+        authorization = request.headers.get("Authorization", "")
+        mark = self.forwarding.sign(owner, request.method, path_qs, body, authorization)
+        headers = {"Authorization": authorization, FORWARD: mark, "Content-Type": "application/json"}
+        target = URL(owner.rstrip("/") + path_qs, encoded=True)
         try:
-            async with self.app.http_client.request(request.method, target, headers=headers, data=body,
+            async with self.app.http_client.request(request.method, target, headers=headers, data=body or None,
                                                     timeout=FORWARD_TIMEOUT) as answer:
                 payload = await answer.read()
                 passed = {h: answer.headers[h] for h in PASSED_BACK if h in answer.headers}
@@ -153,50 +170,53 @@ class Api:
             return None
 
     async def routed(self, web: View, request: Request, forwarded: bool, topic: str, user_id: str,
-                     body: bytes | None) -> Response | None:
+                     path_qs: str, body: bytes) -> Response | None:
+        """The owner's answer, or None when this worker serves: it owns the user, the request was
+        forwarded here already (never a second hop), or the owner cannot be reached."""
         if forwarded:
             return None
         owner = self.owner(topic, user_id.encode())
-        return None if owner == self.me else await self.forward(web, request, owner, body)
+        return None if owner == self.me else await self.forward(web, request, owner, path_qs, body)
 
     def _ready(self) -> Runtime:
         if self.runtime.processor is None or self.runtime.reco is None:
-            raise ApiError(503, "not_ready", "the worker is starting", headers={"Retry-After": "1"})
+            raise ApiError(503, "not_ready", "the worker is starting", headers=RETRY_AFTER)
         return self.runtime
 
     # -- endpoints ------------------------------------------------------------------------------
-    async def score(self, web: View, request: Request, forwarded: bool) -> Response:
+    async def score(self, web: View, request: Request, body: bytes, forwarded: bool) -> Response:
         processor = self._ready().processor.transactions
         started = time.time()
-        body = await read_capped(request, self.settings.max_event_bytes)
         try:
             tx = processor.decode(body, started)
         except InvalidEvent as exc:
             raise invalid(exc) from None
-        routed = await self.routed(web, request, forwarded, self.settings.topics.transactions, tx.user_id, body)
+        routed = await self.routed(web, request, forwarded, self.settings.topics.transactions, tx.user_id,
+                                   "/v1/score", body)
         if routed is not None:
             return routed
         try:
             decision = await self.batcher.submit(body, tx, started)
         except ScoringFailed as exc:
-            raise ApiError(500, "scoring_failed", f"feature or model code failed for this event: {exc}") from None
+            raise ApiError(500, "scoring_failed", "feature or model code failed for this event",
+                           detail=str(exc)) from None
         except (RuntimeError, RedisError, KafkaError) as exc:
-            raise ApiError(503, "unavailable", f"could not commit or publish the decision: {exc}",
-                           headers={"Retry-After": "1"}) from None
+            raise ApiError(503, "unavailable", "could not commit or publish the decision; retry",
+                           headers=RETRY_AFTER, detail=f"{type(exc).__name__}: {exc}") from None
         return web.bytes(decision, content_type="application/json", headers={SERVED_BY: self.me})
 
-    async def recommendations(self, web: View, request: Request, forwarded: bool, user_id: str) -> Response:
+    async def recommendations(self, web: View, request: Request, body: bytes, forwarded: bool,
+                              user_id: str) -> Response:
         runtime = self._ready()
-        k = request.query.get("k", str(self.settings.reco_default_k))
-        if not k.isascii() or not k.isdigit():
-            raise ApiError(422, "wrong_type", f"k must be a positive integer, got {k[:20]!r}", "k")
-        raw = json.dumps({"request_id": f"api-{uuid.uuid4().hex}", "user_id": user_id, "k": int(k),
+        k = bounded_int(request.query.get("k", str(self.settings.reco_default_k)), "k", 1, MAX_K)
+        raw = json.dumps({"request_id": f"api-{uuid.uuid4().hex}", "user_id": user_id, "k": k,
                           "ts": time.time()}).encode()
         try:
             reco_request = decode_reco_request(raw, max_bytes=self.settings.max_event_bytes)
         except InvalidEvent as exc:
             raise invalid(exc) from None
-        routed = await self.routed(web, request, forwarded, self.settings.topics.interactions, user_id, None)
+        routed = await self.routed(web, request, forwarded, self.settings.topics.interactions, user_id,
+                                   f"/v1/recommendations/{quote(user_id, safe='')}?k={k}", b"")
         if routed is not None:
             return routed
         cache_key = (user_id, reco_request.k)
@@ -208,7 +228,7 @@ class Api:
         self.cache.put(cache_key, answer.model_version, body)
         return web.bytes(body, content_type="application/json", headers={SERVED_BY: self.me, CACHE: "miss"})
 
-    async def models(self, web: View, request: Request, forwarded: bool) -> Response:
+    async def models(self, web: View, request: Request, body: bytes, forwarded: bool) -> Response:
         runtime = self._ready()
         champion = runtime.engine.lifecycle
         return web.json({
@@ -234,7 +254,7 @@ def register_api(topology: Topology, runtime: Runtime) -> Api:
     class Recommendations(View):
         async def get(self, request: Request, user_id: str) -> Response:
             return await api.call(self, request, "/v1/recommendations", "recommend",
-                                  lambda web, req, forwarded: api.recommendations(web, req, forwarded, user_id))
+                                  lambda web, req, body, forwarded: api.recommendations(web, req, body, forwarded, user_id))
 
     @app.page("/v1/models")
     class Models(View):

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import quote
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from agents.api.forwarding import ForwardKeys
 
 from agents.dev.stack import start_worker, wait_ready
 from api_client import api_settings, call, decisions_for, keys, post_score, produce, transaction, transactions_counted
@@ -67,3 +71,33 @@ def test_a_request_to_the_wrong_worker_is_answered_by_the_owner(broker, redis_ur
         # The owner kept every user's state: two events each, counted once.
         counts = {u: asyncio.run(transactions_counted(settings, u)) for u in USERS}
         assert counts == {u: 2 for u in USERS}
+        ids_cannot_change_the_route(settings, port_a, port_b, url)
+        a_forwarded_request_is_not_forwarded_again(settings, owners, url)
+
+
+def ids_cannot_change_the_route(settings, port_a: int, port_b: int, url: dict[int, str]) -> None:
+    """User ids spelling other routes (encoded as %2F on the way in) stay ids: whichever worker owns
+    them answers a recommendation for exactly that id, never /metrics, /v1/models or Faust's pages."""
+    ids = [f"x{i}/../../../{route}" for i in range(6) for route in ("metrics", "v1/models", "router/topics")]
+    partitions = {DefaultPartitioner()(u.encode(), list(range(4)), list(range(4))) for u in ids}
+    assert partitions == {0, 1, 2, 3}  # so both workers own some: some are forwarded
+    served = set()
+    for port in (port_a, port_b):
+        for user in ids:
+            status, head, reco = call(port, "GET", f"/v1/recommendations/{quote(user, safe='')}?k=2",
+                                      TOKENS["payments"])
+            assert status == 200 and reco["user_id"] == user and "items" in reco, (user, status, reco)
+            served.add((port, head["X-Streamsense-Served-By"]))
+    assert {by for _, by in served} == set(url.values()) and len(served) == 4  # each worker forwarded some
+
+
+def a_forwarded_request_is_not_forwarded_again(settings, owners: dict[str, str], url: dict[int, str]) -> None:
+    """A request carrying a good mark is served where it lands, even by a worker that does not own the
+    user (the owner moved meanwhile): there is no second hop."""
+    signer = ForwardKeys.from_settings(settings)
+    user = USERS[0]
+    port, here = next((p, u) for p, u in url.items() if u != owners[user])
+    path = f"/v1/recommendations/{user}?k=2"
+    mark = signer.sign(here, "GET", path, b"", f"Bearer {TOKENS['payments']}")
+    status, head, _ = call(port, "GET", path, TOKENS["payments"], headers={"X-Streamsense-Forward": mark})
+    assert status == 200 and head["X-Streamsense-Served-By"] == here != owners[user]
