@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import secrets
 import time
 import urllib.error
 import uuid
@@ -29,12 +30,14 @@ def keys(*clients: tuple[str, str]) -> tuple[dict[str, str], str]:
 
 
 def api_settings(broker: str, redis_url: str, log_dir: Path, api_keys: str, **changes) -> Settings:
-    """Settings of fresh topics (created here), consumer group and key prefix, admitting ``api_keys``."""
+    """Settings of fresh topics (created here), consumer group and key prefix, admitting ``api_keys``;
+    fresh random keys, so the workers run as in production (no development mode)."""
     suffix = uuid.uuid4().hex[:8]
+    keys = {"pseudonym_key": SecretStr(secrets.token_urlsafe(32)), "signing_key": SecretStr(secrets.token_urlsafe(32))}
     settings = Settings(bootstrap_servers=broker, redis_url=SecretStr(redis_url), app_id=f"streamsense-api-{suffix}",
                         redis_key_prefix=f"ss:api:{suffix}", partitions=4, data_dir=str(log_dir / "data"),
                         topics=Topics(**{n: f"{n}-{suffix}" for n in Topics.__dataclass_fields__}),
-                        api_keys=api_keys, **changes)
+                        api_keys=api_keys, **{**keys, **changes})
     asyncio.run(create_topics(settings))
     return settings
 
