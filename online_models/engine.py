@@ -70,7 +70,7 @@ class FraudEngine:
         self.drift = DriftMonitor(MODEL_NAME, feature_block=FEATURE_DRIFT_BLOCK)
         # A drift on error or label rate starts a fresh classifier in shadow; it replaces the
         # champion when it is more accurate on the same labels (online_models.champion).
-        self.lifecycle = ChampionChallenger(classifier or FraudClassifier(), FraudClassifier, monitor=self.drift,
+        self.lifecycle = ChampionChallenger(classifier or FraudClassifier(), monitor=self.drift,
                                             champion_name="lr-1", challenger_name="lr")
         self._signals: list[DriftSignal] = []
 
@@ -83,7 +83,7 @@ class FraudEngine:
     @property
     def classifier(self) -> FraudClassifier:
         """The champion: the classifier that decides."""
-        return self.lifecycle.champion.model
+        return self.lifecycle.serving.model
 
     def take_signals(self) -> list[DriftSignal]:
         """Drift signals raised since the last call."""

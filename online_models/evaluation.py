@@ -222,7 +222,7 @@ class Lifecycle(Config):
         self.model.learn_one(event.x, event.y, index, event.ts)
 
     def details(self) -> dict:
-        return {"serving_model": self.model.champion.name, "generation": self.model.generation,
+        return {"serving_model": self.model.serving.name, "generation": self.model.generation,
                 "model_events": self.model.events[:10]}
 
 

@@ -30,7 +30,13 @@ def keep_negative(event_id: str, rate: float) -> bool:
     return int.from_bytes(digest, "big") / 2**64 < rate
 
 
-class FraudClassifier(base.Classifier):
+class SamplesByEventId:
+    """Capability: ``learn_one(x, y, event_id=...)`` keeps or drops a negative by its event id, so
+    every replica of the model keeps the same examples. Wrappers (``online_models.champion``) give
+    the id to the models that declare this, and ``learn_one(x, y)`` to any other River classifier."""
+
+
+class FraudClassifier(base.Classifier, SamplesByEventId):
     """Standard scaler + logistic regression, learning from downsampled negatives.
 
     Parameters

@@ -230,13 +230,13 @@ class Api:
 
     async def models(self, web: View, request: Request, body: bytes, forwarded: bool) -> Response:
         runtime = self._ready()
-        champion = runtime.engine.lifecycle
+        lifecycle = runtime.engine.lifecycle
         return web.json({
             "worker": self.me,
             "fraud": {"model": FRAUD_MODEL, "version": runtime.engine.model_version,
                       "checkpoint": runtime.lifecycle.serving_version if runtime.lifecycle else None,
-                      "champion": champion.champion.name,
-                      "challenger": champion.challenger.name if champion.challenger else None},
+                      "champion": lifecycle.serving.name,
+                      "challenger": lifecycle.shadow.name if lifecycle.shadow else None},
             "recommendations": {"model": RECO_MODEL, "version": runtime.reco.engine.model_version},
         })
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import sys
@@ -114,15 +115,21 @@ def finite(value):
 
 
 def expected_events(source: str, kind: str, limit: int | None) -> int | None:
-    """How many events the run will see, when it can be known cheaply (for the progress bar)."""
+    """How many events the run will see, when it can be known cheaply (for the progress bar).
+
+    >>> expected_events("Phishing", "river", None), expected_events("Phishing", "river", 100)
+    (1250, 100)
+    >>> expected_events("Agrawal", "river", None) is None  # a synthetic generator: endless
+    True
+    """
     if kind == "river":
         from river import datasets
 
         cls = getattr(datasets, source, None)
-        try:
-            total = getattr(cls(), "n_samples", None) if cls is not None else None
-        except TypeError:  # needs arguments: a synthetic generator, endless
-            total = None
+        # A class that needs arguments is a synthetic generator: endless, no count.
+        needs_arguments = cls is None or any(p.default is p.empty for p in inspect.signature(cls).parameters.values()
+                                             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        total = None if needs_arguments else getattr(cls(), "n_samples", None)
         total = total if isinstance(total, int) else None
     else:
         with open(source, "rb") as fh:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 
 from river import forest
 from river.datasets import synth
@@ -28,7 +29,7 @@ def test_a_drift_starts_a_challenger_that_is_promoted_on_merit_and_serves() -> N
     started, promoted = cc.events[0], cc.events[1]
     assert 3000 <= started["at"] < 3500 and promoted["at"] > started["at"]
     assert promoted["accuracy"] >= promoted["champion_accuracy"] + 0.01
-    assert cc.generation == 2 and cc.champion.name == "arf-2"
+    assert cc.generation == 2 and cc.serving.name == "arf-2"
 
 
 def test_no_drift_no_challenger() -> None:
@@ -36,3 +37,20 @@ def test_no_drift_no_challenger() -> None:
     for i, (x, y) in enumerate(itertools.islice(synth.Agrawal(classification_function=1, seed=42), 6000)):
         cc.learn_one(x, bool(y), i, float(i))
     assert cc.events == [] and cc.generation == 1
+
+
+def test_a_checkpoint_pickled_before_the_contenders_left_the_parameters_still_loads() -> None:
+    """Checkpoints in Redis outlive a deploy: the previous layout kept the contenders under
+    ``champion`` / ``challenger`` and had no ``champion_name``."""
+    cc = ChampionChallenger(FraudClassifier(), window=300)
+    for i, (x, y) in enumerate(itertools.islice(synth.Agrawal(classification_function=1, seed=42), 500)):
+        cc.learn_one(x, bool(y), i, float(i))
+    old = {k: v for k, v in cc.__dict__.items() if k not in ("serving", "shadow", "champion_name", "_own_monitor")}
+    old.update(champion=cc.serving, challenger=None, monitor=DriftMonitor("classifier", features=()))
+    restored = pickle.loads(pickle.dumps(old))
+    loaded = ChampionChallenger.__new__(ChampionChallenger)
+    loaded.__setstate__(restored)
+    x = next(iter(synth.Agrawal(classification_function=1, seed=7)))[0]
+    assert loaded.predict_proba_one(x) == cc.predict_proba_one(x)
+    assert loaded.serving.name == "classifier" and loaded.shadow is None and loaded.champion is loaded.serving.model
+    loaded.learn_one(x, True, "next", 501.0)  # and it goes on learning
