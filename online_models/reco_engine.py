@@ -84,7 +84,7 @@ class RecoEngine:
         weight = interaction_weight(it.kind, it.rating)
         chosen = it.kind != "rating" or weight >= LIKED_RATING
         for _ in range(learn_repeats(weight) if chosen else 1):
-            self.recommender.learn_one(it.user_id, it.item_id, chosen, seen | {it.item_id})
+            self.recommender.learn_one(it.user_id, it.item_id, chosen, seen=seen | {it.item_id})
 
     def rank(self, user_id: str, k: int, exclude: set[str], seen_count: int,
              trending: Sequence[tuple[str, float]]) -> tuple[str, list[tuple[str, float]]]:

@@ -10,19 +10,21 @@ Tuned on the simulator's taste-driven stream (prequential hit-rate@10, 30k inter
 latents need a much larger step than biases (0.3 vs 0.1); River's defaults (0.01) learn tastes
 too slowly to beat popularity within a user's first hundred interactions.
 
-Ranking is vectorised over the candidate set (one matrix-vector product), and never creates
-latent vectors for unknown users or items (River's ``predict_one`` would, growing memory).
+The model is a River ranker (``river.reco.base.Ranker``): ``learn_one(user, item, y, x=None)``,
+``predict_one(user, item, x=None)``, ``rank(user, items, x=None)``; the optional context ``x`` is
+accepted and unused (matrix factorisation has no side features). Scoring is vectorised over the
+candidate set (one matrix-vector product), and never creates latent vectors for unknown users or
+items (River's ``BiasedMF.predict_one`` would, growing memory).
 """
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
-from river import base, optim, reco
+from river import optim, reco
+from river.reco.base import Ranker
 
 
-class OnlineRecommender(base.Estimator):
+class OnlineRecommender(Ranker):
     """
     Parameters
     ----------
@@ -44,6 +46,10 @@ class OnlineRecommender(base.Estimator):
     ...             rec.learn_one(user, item, True, seen=set(liked))
     >>> sorted(item for item, _ in rec.top_k("ann", ["a", "b", "c", "d"], k=2))
     ['a', 'b']
+    >>> rec.rank("bob", {"a", "b", "c", "d"})[:2] in (["c", "d"], ["d", "c"])
+    True
+    >>> rec.predict_one("ann", "a") > 0 > rec.predict_one("ann", "c")
+    True
     >>> [item for item, _ in rec.top_k("bob", ["a", "b", "c", "d"], k=1, exclude={"c"})]
     ['d']
     """
@@ -55,26 +61,36 @@ class OnlineRecommender(base.Estimator):
         self.learning_rate = learning_rate
         self.bias_learning_rate = bias_learning_rate
         self.l2 = l2
-        self.seed = seed
+        super().__init__(seed=seed)  # River's ranker: ``seed`` and the sampling ``_rng``
         self.mf = reco.BiasedMF(n_factors=n_factors, bias_optimizer=optim.SGD(bias_learning_rate),
                                 latent_optimizer=optim.SGD(learning_rate), loss=optim.losses.Log(),
                                 l2_bias=l2, l2_latent=l2, seed=seed)
-        self._rng = random.Random(seed)
         self._catalogue: list[str] = []
         self._known: set[str] = set()
         self.n_learned = 0
 
-    def learn_one(self, user: str, item: str, chosen: bool, seen: set[str] | frozenset = frozenset()) -> None:
-        """Learn that ``user`` chose (or, for a poor rating, rejected) ``item``; then sampled negatives."""
+    def learn_one(self, user: str, item: str, y: bool, x: dict | None = None, *,
+                  seen: set[str] | frozenset = frozenset()) -> None:
+        """Learn that ``user`` chose (``y`` true) or, for a poor rating, rejected ``item``; then
+        sampled negatives among catalogue items not in ``seen`` (the user's items)."""
         if item not in self._known:
             self._known.add(item)
             self._catalogue.append(item)
-        self.mf.learn_one(user, item, bool(chosen))
+        self.mf.learn_one(user, item, bool(y))
         for _ in range(self.negatives if len(self._catalogue) > len(seen) + 1 else 0):
             other = self._catalogue[self._rng.randrange(len(self._catalogue))]
             if other != item and other not in seen:
                 self.mf.learn_one(user, other, False)
         self.n_learned += 1
+
+    def predict_one(self, user: str, item: str, x: dict | None = None) -> float:
+        """The log-odds that ``user`` picks ``item`` (unknown users and items get zero latents)."""
+        return float(self.scores(user, [item])[0])
+
+    def rank(self, user: str, items, x: dict | None = None) -> list[str]:
+        """``items`` by decreasing preference of ``user`` (ties keep the order ``items`` came in)."""
+        items = list(items)
+        return [items[i] for i in np.argsort(-self.scores(user, items), kind="stable")] if items else []
 
     def knows(self, user: str) -> bool:
         return user in self.mf.u_latents
