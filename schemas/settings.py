@@ -198,7 +198,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        """Build settings from ``STREAMSENSE_*`` variables, on top of ``STREAMSENSE_CONFIG`` (a TOML file)."""
+        """Build settings from ``STREAMSENSE_*`` variables, on top of ``STREAMSENSE_CONFIG`` (a TOML file).
+
+        A secret may come from a file instead (a container secret, never on a command line or in
+        the environment): ``STREAMSENSE_<NAME>_FILE=/run/secrets/...``; one trailing newline is dropped.
+        """
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
         path = environ.get(ENV_PREFIX + "CONFIG")
@@ -210,6 +214,8 @@ class Settings:
             if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
                 continue
             name = key[len(ENV_PREFIX):].lower()
+            if name.endswith("_file") and name[:-5] in SECRET_NAMES:
+                name, raw = name[:-5], _read_secret_file(name[:-5], raw)
             if name.startswith("topic_") and name[6:] in topic_names:
                 values.setdefault("topics", {})[name[6:]] = raw  # type: ignore[index]
             else:
@@ -274,6 +280,18 @@ class Settings:
             self.signing_keyring()
         except WeakKey as exc:
             raise SettingsError(str(exc)) from exc
+
+
+SECRET_NAMES = frozenset(f.name for f in fields(Settings) if isinstance(getattr(Settings(), f.name), SecretStr))
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise SettingsError(f"{name}: cannot read {ENV_PREFIX}{name.upper()}_FILE ({path}): {exc.strerror}") from exc
+    return text[:-1] if text.endswith("\n") else text
 
 
 def _coerce(name: str, f: dataclasses.Field, raw: object) -> object:

@@ -69,6 +69,29 @@ def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | No
     raise SettingsError(f"unknown security_protocol {settings.security_protocol!r}")
 
 
+def kafka_client_options(settings: Settings) -> dict:
+    """Keyword arguments for an aiokafka producer, consumer or admin client outside the Faust app
+    (topic creation, the simulator, produce, tail, models): the same servers and credentials.
+
+    >>> kafka_client_options(Settings(bootstrap_servers="k:9092"))
+    {'bootstrap_servers': 'k:9092'}
+    >>> from schemas.settings import SecretStr
+    >>> opts = kafka_client_options(Settings(security_protocol="SASL_SSL", sasl_username="u",
+    ...                                      sasl_password=SecretStr("p")))
+    >>> opts["security_protocol"], opts["sasl_mechanism"], opts["sasl_plain_username"], opts["ssl_context"] is not None
+    ('SASL_SSL', 'SCRAM-SHA-512', 'u', True)
+    """
+    options: dict = {"bootstrap_servers": settings.bootstrap_servers}
+    creds = broker_credentials(settings)
+    if isinstance(creds, faust.SASLCredentials):
+        options.update(security_protocol=creds.protocol.value, sasl_mechanism=creds.mechanism.value,
+                       sasl_plain_username=creds.username, sasl_plain_password=creds.password,
+                       ssl_context=creds.ssl_context)
+    elif isinstance(creds, faust.SSLCredentials):
+        options.update(security_protocol="SSL", ssl_context=creds.context)
+    return options
+
+
 def make_app(settings: Settings, **overrides: object) -> Topology:
     """Create the Faust app and declare its topics."""
     brokers = ";".join(f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(","))

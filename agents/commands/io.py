@@ -13,6 +13,7 @@ from typing import Iterator
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas.settings import Settings
+from streams.app import kafka_client_options
 
 
 def default_key_field(settings: Settings, topic: str) -> str | None:
@@ -59,7 +60,7 @@ def read_messages(path: Path) -> Iterator[tuple[bytes, dict | None]]:
 async def produce_file(settings: Settings, file: str, topic: str, *, key_field: str | None = None,
                        rate: float | None = None) -> int:
     key_field = key_field or default_key_field(settings, topic)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all", linger_ms=5)
     await producer.start()
     sent = 0
     started = time.monotonic()
@@ -78,7 +79,7 @@ async def produce_file(settings: Settings, file: str, topic: str, *, key_field: 
 
 async def tail_topic(settings: Settings, topic: str, *, from_beginning: bool = False, limit: int | None = None,
                      idle_timeout: float | None = None, out=sys.stdout) -> int:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(topic, **kafka_client_options(settings), enable_auto_commit=False,
                                 auto_offset_reset="earliest" if from_beginning else "latest")
     await consumer.start()
     seen = 0

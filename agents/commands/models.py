@@ -19,6 +19,7 @@ from agents.stores.checkpoints import RedisCheckpoints
 from online_models.checkpoints import CheckpointRejected
 from schemas.records import ModelEvent
 from schemas.settings import Settings
+from streams.app import kafka_client_options
 
 ROLE = "fraud"
 
@@ -65,7 +66,7 @@ async def move(settings: Settings, *, to: int | None = None, rollback: bool = Fa
     event = ModelEvent(event="rolled_back" if rollback else "promoted", role=ROLE, version=to,
                        model_version=header.get("model_version", "-"), previous_version=current,
                        by=f"{getpass.getuser()}@{socket.gethostname()}", at=time.time())
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(settings.topics.model_events, event.to_json(), key=ROLE.encode())

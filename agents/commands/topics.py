@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas.settings import Settings
+from streams.app import kafka_client_options
 
 
 def all_topics(settings: Settings) -> list[str]:
@@ -23,7 +24,7 @@ async def create_topics(settings: Settings, names: list[str] | None = None, time
     names = all_topics(settings) if names is None else names
     partitions = settings.partitions
     deadline = time.monotonic() + timeout
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     while True:
         try:
             await admin.start()

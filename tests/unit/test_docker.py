@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from pathlib import Path
 
 import yaml
 
 from agents.metrics import Metrics
 from schemas.settings import Settings
+from streams.app import kafka_client_options
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 
@@ -26,9 +28,23 @@ def exported_names() -> set[str]:
     return {f.name + suffix for f in Metrics().registry.collect() for suffix in SUFFIXES[f.type]}
 
 
+def with_secret_files(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """``env`` with each ``/run/secrets/<name>`` file made in ``tmp_path`` (a strong random value)."""
+    out = {}
+    for name, value in env.items():
+        if value.startswith("/run/secrets/"):
+            path = tmp_path / value.rsplit("/", 1)[1]
+            path.write_text(f"redis://streamsense:{'p' * 32}@redis:6379/0\n" if "redis" in path.name
+                            else secrets.token_hex(32) + "\n")
+            value = str(path)
+        out[name] = value
+    return out
+
+
 def test_compose_has_every_service_with_image_command_ports_and_environment() -> None:
     services = compose()["services"]
-    assert set(services) == {"kafka", "redis", "worker-1", "worker-2", "simulator", "prometheus", "grafana"}
+    assert set(services) == {"kafka-format", "kafka", "redis", "worker-1", "worker-2", "simulator", "prometheus",
+                             "grafana"}
     for name, service in services.items():
         assert service.get("image"), name
     for name in ("worker-1", "worker-2"):
@@ -36,15 +52,75 @@ def test_compose_has_every_service_with_image_command_ports_and_environment() ->
         assert worker["command"][0] == "worker" and worker["build"]["dockerfile"] == "docker/Dockerfile"
         env = worker["environment"]
         assert env["STREAMSENSE_BOOTSTRAP_SERVERS"] == "kafka:9092"
-        assert env["STREAMSENSE_REDIS_URL"].startswith("redis://:${REDIS_PASSWORD")
-        assert "?" in env["STREAMSENSE_PSEUDONYM_KEY"] and "?" in env["STREAMSENSE_SIGNING_KEY"]  # required, no default
         assert env["STREAMSENSE_WEB_PORT"] == "6066" and worker["expose"] == ["6066"] and "ports" not in worker
-        Settings.from_env({k: v for k, v in env.items() if "${" not in v})  # every variable is a known setting
     assert services["simulator"]["command"][0] == "simulate"
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
-    assert "--requirepass" in services["redis"]["command"]
-    for name in ("kafka", "redis", "prometheus", "grafana"):
+    for name in ("prometheus", "grafana"):
         assert all(p.startswith("127.0.0.1:") for p in services[name]["ports"]), name  # loopback only
+    for name in ("kafka", "redis", "worker-1", "worker-2", "simulator"):
+        assert "ports" not in services[name], name  # reachable inside the compose network only
+
+
+def test_no_secret_sits_in_compose_an_environment_variable_or_a_command_line(tmp_path) -> None:
+    doc = compose()
+    services = doc["services"]
+    declared = doc["secrets"]
+    assert all(spec["file"].startswith("./secrets/") for spec in declared.values())
+    for name, service in services.items():
+        env = service.get("environment", {})
+        for variable, value in env.items():
+            if re.search(r"PASSWORD|KEY|SECRET|REDIS_URL", variable) and "ALLOW" not in variable:
+                assert variable.endswith("_FILE") and value == f"/run/secrets/{value.rsplit('/', 1)[1]}", (name,
+                                                                                                            variable)
+                assert value.rsplit("/", 1)[1] in service["secrets"], (name, variable)
+        assert not re.search(r"requirepass|password=[^$]", " ".join(map(str, service.get("command") or []))), name
+    assert "${" not in (DOCKER / "compose.yaml").read_text()  # nothing interpolated from the environment
+    assert services["redis"]["command"][:3] == ["redis-server", "--aclfile", "/run/secrets/redis.acl"]
+    for name in ("worker-1", "worker-2", "simulator"):  # every variable is a known setting, secrets from files
+        settings = Settings.from_env(with_secret_files(services[name]["environment"], tmp_path))
+        assert settings.sasl_password and kafka_client_options(settings)["sasl_mechanism"] == "SCRAM-SHA-512"
+    worker = Settings.from_env(with_secret_files(services["worker-1"]["environment"], tmp_path))
+    worker.check_secrets()  # strong keys, no development flag
+    assert not worker.dev_mode and worker.redis_url.get_secret_value().startswith("redis://streamsense:")
+
+
+def test_kafka_authenticates_every_client_with_scram_and_keeps_its_internal_listeners_on_loopback() -> None:
+    services = compose()["services"]
+    env = services["kafka"]["environment"]
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
+    for name, address in listeners.items():  # anything reachable from another container authenticates
+        assert protocols[name] == "SASL_PLAINTEXT" or address.startswith("127.0.0.1:"), name
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@127.0.0.1:9093"
+    jaas = (DOCKER / "kafka" / "kafka_server_jaas.conf").read_text()
+    assert "ScramLoginModule required" in jaas and env["KAFKA_OPTS"].endswith("/kafka_server_jaas.conf")
+    # The one-shot format creates the SCRAM users the workers and the simulator log in as, in the
+    # storage the broker starts from, with the same cluster id and the broker's own settings.
+    fmt = services["kafka-format"]
+    script = " ".join(fmt["command"])
+    users = set(re.findall(r"SCRAM-SHA-512=\[name=(\w+),password=\$\$\(cat /run/secrets/([\w-]+)\)\]", script))
+    logins = {(services[s]["environment"]["STREAMSENSE_SASL_USERNAME"],
+               services[s]["environment"]["STREAMSENSE_SASL_PASSWORD_FILE"].rsplit("/", 1)[1])
+              for s in ("worker-1", "worker-2", "simulator")}
+    assert users == logins and "--ignore-formatted" in script
+    assert services["kafka"]["depends_on"]["kafka-format"]["condition"] == "service_completed_successfully"
+    assert fmt["environment"]["CLUSTER_ID"] == env["CLUSTER_ID"]
+    assert {v.split(":")[0] for v in fmt["volumes"]} & {v.split(":")[0] for v in services["kafka"]["volumes"]}
+    props = dict(line.split("=", 1) for line in (DOCKER / "kafka" / "format.properties").read_text().splitlines()
+                 if line and not line.startswith("#"))
+    assert (props["node.id"], props["process.roles"], props["log.dirs"], props["controller.quorum.voters"],
+            props["listener.security.protocol.map"]) == (
+        env["KAFKA_NODE_ID"], env["KAFKA_PROCESS_ROLES"], env["KAFKA_LOG_DIRS"], env["KAFKA_CONTROLLER_QUORUM_VOTERS"],
+        env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"])
+
+
+def test_secrets_stay_out_of_git_and_the_image_build() -> None:
+    root = DOCKER.parent
+    assert "docker/secrets" in (root / ".dockerignore").read_text().split()
+    assert "docker/secrets/*" in (root / ".gitignore").read_text().split()
+    documented = (DOCKER / "secrets" / "README.md").read_text()
+    assert all(f"`{spec['file'].rsplit('/', 1)[1]}`" in documented for spec in compose()["secrets"].values())
 
 
 def test_prometheus_scrapes_every_worker_on_its_metrics_port() -> None:

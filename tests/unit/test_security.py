@@ -78,3 +78,18 @@ def test_the_worker_and_the_models_command_refuse_to_start_on_the_public_keys(co
                           timeout=60)
     assert done.returncode != 0
     assert "configuration error: pseudonym_key (STREAMSENSE_PSEUDONYM_KEY) cannot be used" in done.stderr
+
+
+def test_a_secret_can_come_from_a_file_named_by_its_setting_and_file(tmp_path) -> None:
+    (tmp_path / "key").write_text(STRONG + "\n")
+    (tmp_path / "url").write_text("redis://streamsense:pw@redis:6379/0\n")
+    settings = Settings.from_env({"STREAMSENSE_PSEUDONYM_KEY_FILE": str(tmp_path / "key"),
+                                  "STREAMSENSE_SIGNING_KEY_FILE": str(tmp_path / "key"),
+                                  "STREAMSENSE_REDIS_URL_FILE": str(tmp_path / "url")})
+    settings.check_secrets()
+    assert settings.pseudonym_key.get_secret_value() == STRONG
+    assert settings.redis_url.get_secret_value() == "redis://streamsense:pw@redis:6379/0"
+    with pytest.raises(SettingsError, match=r"signing_key: cannot read STREAMSENSE_SIGNING_KEY_FILE"):
+        Settings.from_env({"STREAMSENSE_SIGNING_KEY_FILE": str(tmp_path / "missing")})
+    with pytest.raises(SettingsError, match="unknown setting 'app_id_file'"):  # only secrets come from files
+        Settings.from_env({"STREAMSENSE_APP_ID_FILE": str(tmp_path / "key")})
