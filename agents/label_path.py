@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from agents.fraud_outcome import FraudOutcome
+from agents.intake import Intake
 from agents.messages import RawMessage, refuse
 from agents.metrics import Metrics
 from agents.stores.fraud import FraudStore
@@ -26,7 +27,7 @@ from online_models.engine import MODEL_NAME, FraudEngine
 from schemas.errors import InvalidEvent
 from schemas.internal_records import LabelledExample, Snapshot
 from schemas.settings import Settings
-from schemas.validation import decode_label
+from schemas.validation import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,11 @@ class LabelPath:
         self.metrics = metrics
         self.clock = clock
         self.stats = LabelStats()
+        self.intake = Intake(settings, metrics, clock)
 
     async def on_labels(self, messages: Sequence[RawMessage]) -> FraudOutcome:
-        outcome = FraudOutcome()
-        labels = []
-        for msg in messages:
-            try:
-                labels.append((msg, decode_label(msg.value or b"", max_bytes=self.settings.max_event_bytes)))
-            except InvalidEvent as exc:
-                outcome.refused.append(refuse(self.settings, msg, "validate", exc, self.clock()))
+        labels, refused = self.intake.split(LABELS, messages)
+        outcome = FraudOutcome(refused=refused)
         snapshots, decided = await self.store.take_snapshots(list(dict.fromkeys(lb.event_id for _, lb in labels)))
         learn, park = [], {}
         for msg, label in labels:

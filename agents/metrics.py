@@ -22,6 +22,11 @@ class Metrics:
         self.decisions = Counter("streamsense_decisions_total", "Fraud decisions by outcome", ["decision"],
                                  registry=r)
         self.dead_letters = Counter("streamsense_dead_letters_total", "Dead letters by stage", ["stage"], registry=r)
+        self.unknown_fields = Counter("streamsense_unknown_fields_total", "Fields an input contract does not "
+                                      "define, ignored (lenient input); topic is the contract's name", ["topic"],
+                                      registry=r)
+        self.unknown_values = Counter("streamsense_unknown_values_total", "Categorical values this version does "
+                                      "not know, accepted (lenient input)", ["topic", "field"], registry=r)
         self.processing = Histogram("streamsense_processing_seconds", "Batch start to output, per message",
                                     ["path"], buckets=LATENCY_BUCKETS, registry=r)
         self.end_to_end = Histogram("streamsense_end_to_end_seconds", "Producer timestamp to output",

@@ -1,7 +1,8 @@
 """The recommendation path for one batch: interactions teach the model, requests get answers.
 
-Outcome per input message: an interaction updates state (or is a dead letter); a request gets
-exactly one recommendation (or is a dead letter). A redelivered offset is recognised by its claim:
+Outcome per input message: an interaction updates state (or is a dead letter; one of a kind this
+version does not know is counted, not learned); a request gets exactly one recommendation (or is a
+dead letter). A redelivered offset is recognised by its claim:
 the interaction is not learned twice, the request is answered again.
 """
 
@@ -15,15 +16,16 @@ from typing import Callable, Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from agents.intake import Intake
 from agents.messages import Emit, RawMessage, dead_letter
 from agents.metrics import Metrics
 from agents.stores.reco import RecoStore
 from agents.stores.keys import RedisKeys
 from online_models.reco_engine import MODEL_NAME, RecoEngine
 from schemas.errors import InvalidEvent
-from schemas.records import RecoRequest, Recommendation
+from schemas.records import INTERACTION_KINDS, RecoRequest, Recommendation
 from schemas.settings import Settings
-from schemas.validation import decode_interaction, decode_reco_request
+from schemas.validation import INTERACTIONS, RECO_REQUESTS
 from streams.popularity import interaction_weight, live_buckets, trending
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class RecoProcessor:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.stats = RecoStats()
+        self.intake = Intake(settings, self.metrics, clock)
         self.trending: list[tuple[str, float]] = []
         self._listed: dict[str, float] = {}  # user -> when their cached list was last ranked
 
@@ -64,13 +67,11 @@ class RecoProcessor:
         return cls(settings, engine or RecoEngine.from_settings(settings),
                    RecoStore(redis, RedisKeys.from_settings(settings), settings), metrics=metrics)
 
-    def _decode(self, messages, decode, emits: list[Emit]) -> list:
-        valid = []
-        for msg in messages:
-            try:
-                valid.append((msg, decode(msg.value or b"", max_bytes=self.settings.max_event_bytes)))
-            except InvalidEvent as exc:
-                emits.append(dead_letter(self.settings, msg, "validate", exc, self.clock(), self.metrics))
+    def _decode(self, messages, shape, emits: list[Emit]) -> list:
+        valid, refused = self.intake.split(shape, messages)
+        for r in refused:
+            r.count(self.metrics)
+            emits.append(r.emit(self.settings))
         return valid
 
     async def _claim(self, kind: str, valid: list, message_id, emits: list[Emit]) -> list:
@@ -89,8 +90,12 @@ class RecoProcessor:
 
     async def on_interactions(self, messages: Sequence[RawMessage]) -> list[Emit]:
         emits: list[Emit] = []
-        valid = self._decode(messages, decode_interaction, emits)
-        kept = [(m, it) for m, it, fresh in await self._claim("i", valid, lambda it: it.event_id, emits) if fresh]
+        valid = self._decode(messages, INTERACTIONS, emits)
+        claimed = [(m, it) for m, it, fresh in await self._claim("i", valid, lambda it: it.event_id, emits) if fresh]
+        # A kind this version does not know could mean interest or its opposite ("return",
+        # "dislike"): claimed (a redelivery is recognised) and counted, never learned.
+        kept = [(m, it) for m, it in claimed if it.kind in INTERACTION_KINDS]
+        self.metrics.events.labels(self.settings.topics.interactions, "unknown_kind").inc(len(claimed) - len(kept))
         seen = await self.store.seen(it.user_id for _, it in kept)
         recorded = []
         for _, it in kept:
@@ -124,7 +129,7 @@ class RecoProcessor:
     async def on_requests(self, messages: Sequence[RawMessage]) -> list[Emit]:
         started = self.clock()
         emits: list[Emit] = []
-        valid = self._decode(messages, decode_reco_request, emits)
+        valid = self._decode(messages, RECO_REQUESTS, emits)
         kept = await self._claim("q", valid, lambda r: r.request_id, emits)
         seen = await self._seen_or_empty([r.user_id for _, r, _ in kept])
         self.stats.dead_letters += len(emits)

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from agents.breaker import CircuitBreaker
 from agents.fraud_outcome import FraudOutcome
+from agents.intake import Intake
 from agents.label_path import LabelPath
 from agents.messages import API_SOURCE, Emit, RawMessage, refuse
 from agents.metrics import Metrics
@@ -39,7 +40,7 @@ from schemas.errors import InvalidEvent
 from schemas.internal_records import LabelledExample, StoredDecision, UnlabelledExample
 from schemas.records import Transaction
 from schemas.settings import Settings
-from schemas.validation import decode_transaction
+from schemas.validation import TRANSACTIONS
 from streams.fraud_features import apply_merchant_update
 
 log = logging.getLogger(__name__)
@@ -86,21 +87,16 @@ class TransactionPath:
         self.breaker = breaker or CircuitBreaker(on_change=metrics.breaker_state)
         self.stats = TransactionStats()
         self._state_lock = asyncio.Lock()
+        self.intake = Intake(settings, metrics, clock)
 
     def decode(self, raw: bytes, now: float) -> Transaction:
-        s = self.settings
-        return decode_transaction(raw, max_bytes=s.max_event_bytes, now=now, max_future_s=s.max_future_s,
-                                  max_past_s=s.max_past_s)
+        """A transaction from the HTTP API (no Kafka key to check)."""
+        return self.intake.decode(TRANSACTIONS, raw, now=now)
 
     async def on_transactions(self, messages: Sequence[RawMessage]) -> FraudOutcome:
         started = self.clock()
-        outcome = FraudOutcome()
-        valid: list[tuple[RawMessage, Transaction]] = []
-        for msg in messages:
-            try:
-                valid.append((msg, self.decode(msg.value or b"", started)))
-            except InvalidEvent as exc:
-                outcome.refused.append(refuse(self.settings, msg, "validate", exc, self.clock()))
+        valid, refused = self.intake.split(TRANSACTIONS, messages, started)
+        outcome = FraudOutcome(refused=refused)
         if valid:
             async with self._state_lock:
                 decided, _ = await self._decide(valid, started)

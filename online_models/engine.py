@@ -20,7 +20,7 @@ from online_models.decisions import decide, reasons
 from online_models.fraud_model import FraudClassifier
 from online_models.rules import apply_bumps, rule_hits
 from schemas.internal_records import Snapshot
-from schemas.records import DriftSignal, FraudDecision, Transaction
+from schemas.records import DriftSignal, FraudDecision, Transaction, unknown_value_reasons
 from schemas.settings import Settings
 from streams.fraud_features import (FeatureConfig, MerchantUpdate, UserState, merchant_label_update,
                                     transaction_features)
@@ -118,7 +118,7 @@ class FraudEngine:
         decision = FraudDecision(
             event_id=tx.event_id, score=round(score, 6),
             decision=decide(score, self.review_threshold, self.decline_threshold),
-            reasons=reasons(contributions, hits, odd, flags=flags), model=MODEL_NAME,
+            reasons=reasons(contributions, hits, odd, flags=flags) + unknown_value_reasons(tx), model=MODEL_NAME,
             model_version=self.model_version, degraded=degraded, late=result.late, latency_ms=0.0,
             decided_at=decided_at,
         )

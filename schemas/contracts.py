@@ -10,6 +10,8 @@ from pathlib import Path
 from schemas.errors import NotFinite
 from schemas.records import (DeadLetter, DriftSignal, FraudDecision, FraudLabel, Interaction, ModelEvent, Reason,
                              RecoItem, RecoRequest, Recommendation, Transaction)
+from schemas.settings import Settings
+from schemas.validation import MAX_FEATURE_ABS, MAX_FEATURE_NAME_CHARS, MAX_FEATURES, MAX_ID_CHARS, SHAPES, Shape
 
 HERE = Path(__file__).parent
 
@@ -63,14 +65,46 @@ CONTRACTS = (
 )
 
 
+UNKNOWN_VALUE_OUTCOME = {"channel": "decided, with the reason `unknown_channel` naming the value",
+                         "kind": "counted, not learned (it could mean interest or its opposite)"}
+
+
+def openness(shape: Shape) -> str:
+    """Which of an input's fields are closed, which are open, and what its key must be.
+
+    >>> from schemas.validation import LABELS
+    >>> text = openness(LABELS)
+    >>> text[:text.index(" (")], text[text.index("Key:"):text.index(";", text.index("Key:"))]
+    ('Closed: event_id, is_fraud, ts', 'Key: the message key must be its event_id')
+    """
+    closed = [name for name in (*shape.required, *shape.optional) if name not in shape.categories]
+    opened = ["added fields (ignored, counted in `streamsense_unknown_fields_total`)"]
+    opened += [f"`{name}` beyond {', '.join(known)}: {UNKNOWN_VALUE_OUTCOME[name]}"
+               for name, known in shape.categories.items()]
+    return (f"Closed: {', '.join(closed)} (a value outside the schema is a dead letter). Open: {'; '.join(opened)}. "
+            f"Key: the message key must be its {shape.key_field}; another key, or none, is a `key_mismatch` "
+            "dead letter.")
+
+
 def readme_section() -> str:
     """The README's "Topics and messages" examples, generated from the contracts above.
 
     >>> "fraud-decisions" in readme_section()
     True
     """
+    shapes = {shape.topic: shape for shape in SHAPES}
     parts = []
     for c in CONTRACTS:
-        parts.append(f"**{c.topic}** (key: {c.key}; schema: `schemas/{c.schema_file}`)\n\n"
-                     f"```json\n{json.dumps(c.example, indent=2)}\n```")
+        part = f"**{c.topic}** (key: {c.key}; schema: `schemas/{c.schema_file}`)\n\n"
+        if c.topic in shapes:
+            part += openness(shapes[c.topic]) + "\n\n"
+        parts.append(part + f"```json\n{json.dumps(c.example, indent=2)}\n```")
+    defaults = Settings()
+    parts.append(f"Every input timestamp, epoch seconds or ISO-8601, must lie within `max_past_s` "
+                 f"({defaults.max_past_s / 86400:g} days) behind and `max_future_s` ({defaults.max_future_s:,.0f} s) "
+                 f"ahead of the worker's wall clock. Strings must be text UTF-8 can encode (no lone "
+                 f"surrogates); ids have 1 to {MAX_ID_CHARS} printable characters; `features` has at most "
+                 f"{MAX_FEATURES} entries named by 1 to {MAX_FEATURE_NAME_CHARS} of `A-Z a-z 0-9 _ . -`, each a "
+                 f"finite number within +-{MAX_FEATURE_ABS:,.0f}. `STREAMSENSE_STRICT_INPUT=true` closes the open "
+                 f"fields: an added field or an unknown value is then a dead letter.")
     return "\n\n".join(parts)

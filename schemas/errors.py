@@ -38,3 +38,4 @@ class OutOfRange(InvalidEvent): """A number or a time outside the accepted range
 class TooLong(InvalidEvent): """A string or a map longer than allowed, or an empty id."""
 class UnknownEnumValue(InvalidEvent): """A value outside the contract's enumeration."""
 class BadTimestamp(InvalidEvent): """A timestamp that is neither epoch seconds nor ISO-8601 with a zone."""
+class KeyMismatch(InvalidEvent): """The Kafka key is not the field the topic is keyed by."""

@@ -22,7 +22,7 @@ from schemas.errors import InvalidEvent
 
 CHANNELS = ("web", "app", "pos", "atm", "phone")
 DECISIONS = ("approve", "review", "decline")
-REASON_KINDS = ("feature", "rule", "anomaly", "flag")
+REASON_KINDS = ("feature", "rule", "anomaly", "flag", "input")
 INTERACTION_KINDS = ("view", "click", "cart", "purchase", "rating")
 STRATEGIES = ("personal", "popular", "explore")
 DRIFT_TARGETS = ("feature", "score", "error", "label_rate")
@@ -98,8 +98,19 @@ class FraudLabel(_Plain):
 @dataclass(frozen=True, slots=True)
 class Reason:
     name: str
-    kind: str  # feature: contribution to the log-odds; rule: its score bump; anomaly: its rank; flag
-    value: float
+    # feature: contribution to the log-odds; rule: its score bump; anomaly: its rank; flag: 1.0;
+    # input: something in the event this version does not know, ``value`` the text it carried.
+    kind: str
+    value: float | str
+
+
+def unknown_value_reasons(tx: "Transaction") -> tuple[Reason, ...]:
+    """A reason naming each categorical value of ``tx`` this version does not know (lenient input).
+
+    >>> unknown_value_reasons(Transaction("e", 0.0, "u", "m", 1.0, "EUR", "FR", "voice"))
+    (Reason(name='unknown_channel', kind='input', value='voice'),)
+    """
+    return () if tx.channel in CHANNELS else (Reason("unknown_channel", "input", tx.channel),)
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,16 +102,23 @@ class Settings:
     decline_threshold: float = 0.85
     # Event time
     allowed_lateness_s: float = 300.0
-    max_future_s: float = 3600.0  # events further ahead of the wall clock are dead letters
-    max_past_s: float = 30 * 86400.0  # events further behind the wall clock are dead letters
+    # On every input topic, in both formats: events further ahead of / behind the wall clock are
+    # dead letters (an event dated 9999 must not lead "recent" popularity forever).
+    max_future_s: float = 3600.0
+    max_past_s: float = 30 * 86400.0
     # Delayed labels
     label_horizon_s: float = 2 * 86400.0  # unlabelled after this much event time -> legitimate
     snapshot_ttl_s: int = 7 * 86400
-    decision_ttl_s: int = 7 * 86400
+    # The event_id guard must outlive the acceptance window (max_past_s + max_future_s): a duplicate
+    # accepted after its guard expired would be decided a second time (checked in ``check``).
+    decision_ttl_s: int = 31 * 86400
     state_ttl_s: int = 30 * 86400
     # Input limits
     max_event_bytes: int = 64 * 1024
     dead_letter_raw_bytes: int = 4096
+    # Forward compatibility: by default an unknown field is ignored and counted, and an unknown
+    # channel or interaction kind is decided with a reason naming it; strict dead-letters both.
+    strict_input: bool = False
     # Worker
     batch_size: int = 500
     batch_within_s: float = 0.02
@@ -272,6 +279,7 @@ class Settings:
                 raise SettingsError(f"{name} must be > 0")
         if self.api_max_connections < 1 or self.api_max_pending < 1:
             raise SettingsError("api_max_connections and api_max_pending must be >= 1")
+        self._check_windows()
         if self.event_loop not in ("asyncio", "uvloop"):
             raise SettingsError(f"event_loop must be asyncio or uvloop, not {self.event_loop!r}")
         if not KEY_ID.fullmatch(self.pseudonym_key_id):
@@ -280,6 +288,20 @@ class Settings:
             self.signing_keyring()
         except WeakKey as exc:
             raise SettingsError(str(exc)) from exc
+
+    def _check_windows(self) -> None:
+        """The event-time windows must nest: what is accepted stays guarded, labelled and lateness-bounded."""
+        if not (self.max_past_s > 0 and self.max_future_s >= 0):
+            raise SettingsError("need max_past_s > 0 and max_future_s >= 0")
+        if self.decision_ttl_s < self.max_past_s + self.max_future_s:
+            raise SettingsError(
+                f"decision_ttl_s ({self.decision_ttl_s:,} s) must be at least max_past_s + max_future_s "
+                f"({self.max_past_s + self.max_future_s:,.0f} s): a duplicate accepted after its event_id "
+                "guard expired would be decided twice")
+        if self.allowed_lateness_s > self.max_past_s:
+            raise SettingsError("allowed_lateness_s must not exceed max_past_s")
+        if self.label_horizon_s > self.snapshot_ttl_s:
+            raise SettingsError("label_horizon_s must not exceed snapshot_ttl_s: a snapshot must outlive its horizon")
 
 
 SECRET_NAMES = frozenset(f.name for f in fields(Settings) if isinstance(getattr(Settings(), f.name), SecretStr))

@@ -1,21 +1,28 @@
-"""Strict decoding of raw message bytes into records.
+"""Decoding of raw message bytes into records: a closed domain for what we rely on, open for growth.
 
-Any bytes give either a record or an ``InvalidEvent`` naming the rule broken and the field at
-fault; nothing else escapes. The checks, in order: size cap (before parsing), UTF-8, JSON without
-NaN/Infinity, an object at the top, no unknown fields, required fields present, exact types
-(a bool is not a number), finite numbers, bounded strings, known enum values, event time as
-epoch seconds or ISO-8601 with a zone.
+Any bytes give either a ``Decoded`` record or an ``InvalidEvent`` naming the rule broken and the
+field at fault; nothing else escapes. The checks, in order: size cap (before parsing), UTF-8, JSON
+without NaN/Infinity, an object at the top, required fields present, exact types (a bool is not a
+number), finite numbers, bounded strings that UTF-8 can encode, event time as epoch seconds or
+ISO-8601 with a zone and inside a window around the wall clock, the Kafka key equal to the field
+the topic is keyed by.
 
+Open (lenient, the default): a field the contract does not define is ignored and reported in
+``Decoded.ignored``; a categorical value not known yet (``channel``, ``kind``) is kept and
+reported in ``Decoded.unknown_values``. ``InputRules.strict`` refuses both instead.
+
+>>> rules = InputRules(max_bytes=65536, max_past_s=86400, max_future_s=3600)
 >>> raw = (b'{"event_id": "e1", "ts": "2026-11-24T10:00:00Z", "user_id": "u1", "merchant_id": "m1",'
 ...        b' "amount": 12.5, "currency": "EUR", "country": "FR", "channel": "web"}')
->>> tx = decode_transaction(raw, max_bytes=65536, now=1_795_514_700.0, max_future_s=3600, max_past_s=86400)
+>>> tx = decode(TRANSACTIONS, raw, rules=rules, now=1_795_514_700.0, key=b"u1").record
 >>> tx.ts, tx.amount, tx.device_id
 (1795514400.0, 12.5, None)
->>> decode_transaction(raw.replace(b'"web"', b'"fax"'), max_bytes=65536, now=1_795_514_700.0,
-...                    max_future_s=3600, max_past_s=86400)
+>>> decode(TRANSACTIONS, raw.replace(b'"web"', b'"fax"'), rules=rules, now=1_795_514_700.0, key=b"u1")
+Decoded(record=Transaction(..., channel='fax', ...), ignored=(), unknown_values=('channel',))
+>>> decode(TRANSACTIONS, raw, rules=rules, now=1_795_514_700.0, key=b"u2")
 Traceback (most recent call last):
 ...
-schemas.errors.UnknownEnumValue: channel must be one of web, app, pos, atm, phone; got 'fax'
+schemas.errors.KeyMismatch: the message key must equal its user_id ('u1'); got 'u2'
 """
 
 from __future__ import annotations
@@ -25,23 +32,31 @@ import json
 import math
 import re
 import types
-from typing import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, NamedTuple
 
-from schemas.errors import (BadTimestamp, InvalidEvent, MalformedJson, MissingField, NotAnObject, NotFinite,
-                            NotUtf8, OutOfRange, TooLarge, TooLong, UnknownEnumValue, UnknownField, WrongType)
+from schemas.errors import (BadTimestamp, InvalidEvent, KeyMismatch, MalformedJson, MissingField, NotAnObject,
+                            NotFinite, NotUtf8, OutOfRange, TooLarge, TooLong, UnknownEnumValue, UnknownField,
+                            WrongType)
 from schemas.records import CHANNELS, INTERACTION_KINDS, FraudLabel, Interaction, RecoRequest, Transaction
 
 MAX_ID_CHARS = 128
+MAX_CATEGORY_CHARS = 32
 MAX_FEATURES = 256
 MAX_FEATURE_NAME_CHARS = 64
+# |value| of a pass-through feature: far beyond any scaled or raw data set we know (credit-card
+# V1..V28 stay within +-120), far enough below float's limit that squares and sums stay finite.
+MAX_FEATURE_ABS = 1e9
 MAX_AMOUNT = 1e9
 MAX_K = 100
 MAX_EXCLUDE = 200
 # Epoch seconds beyond this are almost surely milliseconds sent by mistake (year 5138).
 MAX_EPOCH_S = 1e11
+MAX_REPORTED_FIELDS = 16  # ignored field names reported per message (the count is what matters)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
+_FEATURE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 def _refuse_constant(name: str) -> float:
@@ -95,12 +110,28 @@ def number(name: str, value: object, low: float = -math.inf, high: float = math.
 
 
 def text(name: str, value: object, max_chars: int = MAX_ID_CHARS) -> str:
+    """A non-empty string of at most ``max_chars`` printable characters that UTF-8 can encode.
+
+    JSON may carry a lone UTF-16 surrogate (``"\\ud800"``); it decodes to a Python string that
+    cannot be encoded again, so it would fail later, in a Redis key or an output message.
+
+    >>> text("user_id", "\\ud800")
+    Traceback (most recent call last):
+    ...
+    schemas.errors.NotUtf8: user_id must be encodable as UTF-8 (a lone surrogate at character 0)
+    """
     if not isinstance(value, str):
         raise WrongType("wrong_type", name, f"{name} must be a string, got {type(value).__name__}")
     if not 1 <= len(value) <= max_chars:
         raise TooLong("bad_length", name, f"{name} must have 1 to {max_chars} characters; got {len(value)}")
     if _CONTROL.search(value):
         raise WrongType("control_characters", name, f"{name} must not contain control characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise NotUtf8("unencodable", name, f"{name} must be encodable as UTF-8 "
+                                               f"(a lone surrogate at character {exc.start})") from None
     return value
 
 
@@ -119,13 +150,9 @@ def pattern(regex: re.Pattern, what: str) -> Callable[[str, object], str]:
     return check
 
 
-def one_of(choices: tuple[str, ...]) -> Callable[[str, object], str]:
-    def check(name: str, value: object) -> str:
-        out = text(name, value, 32)
-        if out not in choices:
-            raise UnknownEnumValue("unknown_value", name, f"{name} must be one of {', '.join(choices)}; got {out!r}")
-        return out
-    return check
+def category(name: str, value: object) -> str:
+    """A categorical value: known or not is decided by the shape and the rules (open or strict)."""
+    return text(name, value, MAX_CATEGORY_CHARS)
 
 
 def timestamp(name: str, value: object) -> float:
@@ -153,38 +180,18 @@ def timestamp(name: str, value: object) -> float:
 
 
 def feature_map(name: str, value: object) -> Mapping[str, float]:
+    """At most 256 numbers named by 1 to 64 of ``A-Z a-z 0-9 _ . -``, each within +-1e9."""
     if not isinstance(value, dict):
         raise WrongType("wrong_type", name, f"{name} must be an object of numbers, got {type(value).__name__}")
     if len(value) > MAX_FEATURES:
         raise TooLong("too_many_features", name, f"{name} has {len(value)} entries; at most {MAX_FEATURES}")
-    return types.MappingProxyType({text(f"{name}.key", k, MAX_FEATURE_NAME_CHARS): number(f"{name}.{k}", v)
-                                   for k, v in value.items()})
-
-
-def fields(doc: dict, required: Mapping[str, Callable], optional: Mapping[str, Callable]) -> dict:
-    """Check a parsed object against a field table: no unknown fields, none missing, each value typed."""
-    for name in doc:
-        if name not in required and name not in optional:
-            raise UnknownField("unknown_field", str(name)[:64], f"unknown field {str(name)[:64]!r}")
-    for name in required:
-        if name not in doc:
-            raise MissingField("missing_field", name, f"required field {name!r} is missing")
-    checks = {**required, **optional}
-    return {name: checks[name](name, value) for name, value in doc.items()}
-
-
-TRANSACTION_REQUIRED = {
-    "event_id": text, "ts": timestamp, "user_id": text, "merchant_id": text,
-    "amount": lambda n, v: number(n, v, 0.0, MAX_AMOUNT),
-    "currency": pattern(_CURRENCY, "an ISO 4217 code like EUR"),
-    "country": pattern(_COUNTRY, "an ISO 3166 alpha-2 code like FR"),
-    "channel": one_of(CHANNELS),
-}
-TRANSACTION_OPTIONAL = {"device_id": text, "features": feature_map}
-LABEL_REQUIRED = {"event_id": text, "is_fraud": boolean, "ts": timestamp}
-INTERACTION_REQUIRED = {"event_id": text, "ts": timestamp, "user_id": text, "item_id": text,
-                        "kind": one_of(INTERACTION_KINDS)}
-INTERACTION_OPTIONAL = {"rating": lambda n, v: number(n, v, 0.0, 10.0)}
+    out = {}
+    for key, v in value.items():
+        if not _FEATURE_NAME.fullmatch(key):
+            raise WrongType("bad_feature_name", f"{name}.key", f"each {name} name must be 1 to "
+                            f"{MAX_FEATURE_NAME_CHARS} of A-Z a-z 0-9 _ . -; got {key[:MAX_FEATURE_NAME_CHARS]!r}")
+        out[key] = number(f"{name}.{key}", v, -MAX_FEATURE_ABS, MAX_FEATURE_ABS)
+    return types.MappingProxyType(out)
 
 
 def integer(low: int, high: int) -> Callable[[str, object], int]:
@@ -205,61 +212,130 @@ def id_list(name: str, value: object) -> tuple[str, ...]:
     return tuple(text(f"{name}[]", v) for v in value)
 
 
-RECO_REQUEST_REQUIRED = {"request_id": text, "user_id": text, "k": integer(1, MAX_K), "ts": timestamp}
-RECO_REQUEST_OPTIONAL = {"exclude": id_list}
+def _rating_only_with_its_kind(values: dict) -> None:
+    """A ``rating`` belongs to kind "rating"; an unknown kind may carry one (a future explicit kind)."""
+    kind = values["kind"]
+    if kind == "rating" and "rating" not in values:
+        raise MissingField("missing_field", "rating", 'kind "rating" needs a rating value')
+    if kind != "rating" and kind in INTERACTION_KINDS and "rating" in values:
+        raise UnknownField("unexpected_field", "rating", f'a rating belongs to kind "rating", not {kind!r}')
 
 
-def decode_transaction(raw: bytes, *, max_bytes: int, now: float, max_future_s: float,
-                       max_past_s: float) -> Transaction:
-    """Decode a transactions message; its event time must lie within [now - max_past_s, now + max_future_s]."""
-    values = fields(parse_object(raw, max_bytes), TRANSACTION_REQUIRED, TRANSACTION_OPTIONAL)
-    ts = values["ts"]
-    if ts > now + max_future_s:
-        raise OutOfRange("too_far_in_future", "ts", f"event time is {ts - now:,.0f} s ahead of the wall clock; "
-                                                    f"at most {max_future_s:,.0f} s allowed")
-    if ts < now - max_past_s:
-        raise OutOfRange("too_far_in_past", "ts", f"event time is {now - ts:,.0f} s behind the wall clock; "
-                                                  f"at most {max_past_s:,.0f} s allowed")
-    return Transaction(**values)
+# -- the topics -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Shape:
+    """One input topic's contract: its fields, the field its Kafka key must equal, its open categories."""
+
+    topic: str
+    record: type
+    key_field: str
+    required: Mapping[str, Callable]
+    optional: Mapping[str, Callable]
+    categories: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # field -> values known today
+    check: Callable[[dict], None] | None = None  # a rule across fields
 
 
-def decode_label(raw: bytes, *, max_bytes: int) -> FraudLabel:
-    """Decode a fraud-labels message.
-
-    >>> decode_label(b'{"event_id": "e1", "is_fraud": 1, "ts": 0}', max_bytes=100)
-    Traceback (most recent call last):
-    ...
-    schemas.errors.WrongType: is_fraud must be true or false, got int
-    """
-    return FraudLabel(**fields(parse_object(raw, max_bytes), LABEL_REQUIRED, {}))
-
-
-def decode_interaction(raw: bytes, *, max_bytes: int) -> Interaction:
-    """Decode an interactions message; a ``rating`` belongs to kind "rating" only.
-
-    >>> decode_interaction(b'{"event_id": "i1", "ts": 5, "user_id": "u", "item_id": "a", "kind": "rating"}',
-    ...                    max_bytes=1000)
-    Traceback (most recent call last):
-    ...
-    schemas.errors.MissingField: kind "rating" needs a rating value
-    """
-    values = fields(parse_object(raw, max_bytes), INTERACTION_REQUIRED, INTERACTION_OPTIONAL)
-    if (values["kind"] == "rating") != ("rating" in values):
-        if values["kind"] == "rating":
-            raise MissingField("missing_field", "rating", 'kind "rating" needs a rating value')
-        raise UnknownField("unexpected_field", "rating", f'a rating belongs to kind "rating", not {values["kind"]!r}')
-    return Interaction(**values)
+TRANSACTIONS = Shape(
+    "transactions", Transaction, "user_id",
+    required={"event_id": text, "ts": timestamp, "user_id": text, "merchant_id": text,
+              "amount": lambda n, v: number(n, v, 0.0, MAX_AMOUNT),
+              "currency": pattern(_CURRENCY, "an ISO 4217 code like EUR"),
+              "country": pattern(_COUNTRY, "an ISO 3166 alpha-2 code like FR"),
+              "channel": category},
+    optional={"device_id": text, "features": feature_map},
+    categories={"channel": CHANNELS})
+LABELS = Shape("fraud-labels", FraudLabel, "event_id",
+               required={"event_id": text, "is_fraud": boolean, "ts": timestamp}, optional={})
+INTERACTIONS = Shape(
+    "interactions", Interaction, "user_id",
+    required={"event_id": text, "ts": timestamp, "user_id": text, "item_id": text, "kind": category},
+    optional={"rating": lambda n, v: number(n, v, 0.0, 10.0)},
+    categories={"kind": INTERACTION_KINDS}, check=_rating_only_with_its_kind)
+RECO_REQUESTS = Shape("reco-requests", RecoRequest, "user_id",
+                      required={"request_id": text, "user_id": text, "k": integer(1, MAX_K), "ts": timestamp},
+                      optional={"exclude": id_list})
+SHAPES = (TRANSACTIONS, LABELS, INTERACTIONS, RECO_REQUESTS)
 
 
-def decode_reco_request(raw: bytes, *, max_bytes: int) -> RecoRequest:
-    """Decode a reco-requests message.
+@dataclass(frozen=True)
+class InputRules:
+    """What an input must satisfy beyond its shape: size, the event-time window, strictness."""
 
-    >>> decode_reco_request(b'{"request_id": "r1", "user_id": "u", "k": 5, "ts": 1, "exclude": ["a"]}',
-    ...                     max_bytes=1000)
-    RecoRequest(request_id='r1', user_id='u', k=5, ts=1.0, exclude=('a',))
-    """
-    return RecoRequest(**fields(parse_object(raw, max_bytes), RECO_REQUEST_REQUIRED, RECO_REQUEST_OPTIONAL))
+    max_bytes: int
+    max_past_s: float  # event times further behind the wall clock are refused
+    max_future_s: float  # event times further ahead of the wall clock are refused
+    strict: bool = False  # refuse unknown fields and unknown categorical values too
+
+    @classmethod
+    def from_settings(cls, settings) -> "InputRules":
+        return cls(settings.max_event_bytes, settings.max_past_s, settings.max_future_s, settings.strict_input)
 
 
-__all__ = ["InvalidEvent", "decode_interaction", "decode_label", "decode_reco_request", "decode_transaction",
-           "parse_object"]
+class _Unkeyed:
+    def __repr__(self) -> str:
+        return "UNKEYED"
+
+
+# The message did not come through Kafka (the HTTP API, a file): there is no key to check.
+UNKEYED = _Unkeyed()
+
+
+class Decoded(NamedTuple):
+    record: object
+    ignored: tuple[str, ...]  # fields the contract does not define (lenient mode), first 16 names
+    unknown_values: tuple[str, ...]  # categorical fields whose value is not known yet (lenient mode)
+
+
+def _shown(name: str) -> str:
+    """A field name fit to report: any lone surrogate escaped, at most 64 characters."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")[:64]
+
+
+def _in_window(name: str, ts: float, now: float, rules: InputRules) -> None:
+    if ts > now + rules.max_future_s:
+        raise OutOfRange("too_far_in_future", name, f"event time is {ts - now:,.0f} s ahead of the wall clock; "
+                                                    f"at most {rules.max_future_s:,.0f} s allowed")
+    if ts < now - rules.max_past_s:
+        raise OutOfRange("too_far_in_past", name, f"event time is {now - ts:,.0f} s behind the wall clock; "
+                                                  f"at most {rules.max_past_s:,.0f} s allowed")
+
+
+def _check_key(shape: Shape, values: dict, key: bytes | None) -> None:
+    """The key decides the partition, and so the one worker that owns the user (or the event):
+    a message keyed otherwise would be a second writer of that state, so it is refused."""
+    expected = values[shape.key_field]
+    if key is None:
+        raise KeyMismatch("key_mismatch", shape.key_field,
+                          f"the message has no key; it must equal its {shape.key_field} ({expected!r})")
+    if key != expected.encode("utf-8"):
+        shown = key[:MAX_ID_CHARS].decode("utf-8", "replace")
+        raise KeyMismatch("key_mismatch", shape.key_field,
+                          f"the message key must equal its {shape.key_field} ({expected!r}); got {shown!r}")
+
+
+def decode(shape: Shape, raw: bytes, *, rules: InputRules, now: float, key: bytes | None | _Unkeyed) -> Decoded:
+    """Decode one message of ``shape``'s topic; ``now`` is the wall clock, read by the caller."""
+    doc = parse_object(raw, rules.max_bytes)
+    checks = {**shape.required, **shape.optional}
+    ignored = [_shown(name) for name in doc if name not in checks]
+    if ignored and rules.strict:
+        raise UnknownField("unknown_field", ignored[0], f"unknown field {ignored[0]!r}")
+    for name in shape.required:
+        if name not in doc:
+            raise MissingField("missing_field", name, f"required field {name!r} is missing")
+    values = {name: checks[name](name, value) for name, value in doc.items() if name in checks}
+    unknown = tuple(name for name, known in shape.categories.items() if values[name] not in known)
+    if unknown and rules.strict:
+        name = unknown[0]
+        raise UnknownEnumValue("unknown_value", name, f"{name} must be one of "
+                               f"{', '.join(shape.categories[name])}; got {values[name]!r}")
+    if shape.check is not None:
+        shape.check(values)
+    _in_window("ts", values["ts"], now, rules)
+    if key is not UNKEYED:
+        _check_key(shape, values, key)  # type: ignore[arg-type]
+    return Decoded(shape.record(**values), tuple(ignored[:MAX_REPORTED_FIELDS]), unknown)
+
+
+__all__ = ["INTERACTIONS", "LABELS", "RECO_REQUESTS", "SHAPES", "TRANSACTIONS", "UNKEYED", "Decoded",
+           "InputRules", "InvalidEvent", "Shape", "decode", "parse_object"]

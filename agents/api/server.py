@@ -62,7 +62,7 @@ from agents.transaction_path import ScoringFailed
 from online_models.engine import MODEL_NAME as FRAUD_MODEL
 from online_models.reco_engine import MODEL_NAME as RECO_MODEL
 from schemas.errors import InvalidEvent
-from schemas.validation import MAX_K, decode_reco_request
+from schemas.validation import MAX_K, RECO_REQUESTS
 from streams.app import Topology
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class Api:
         raw = json.dumps({"request_id": f"api-{uuid.uuid4().hex}", "user_id": user_id, "k": k,
                           "ts": time.time()}).encode()
         try:
-            reco_request = decode_reco_request(raw, max_bytes=self.settings.max_event_bytes)
+            reco_request = runtime.reco.intake.decode(RECO_REQUESTS, raw)
         except InvalidEvent as exc:
             raise invalid(exc) from None
         routed = await self.routed(web, request, forwarded, self.settings.topics.interactions, user_id,

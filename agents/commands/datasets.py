@@ -6,13 +6,14 @@ from __future__ import annotations
 import csv
 import inspect
 import json
+import math
 from pathlib import Path
 from typing import Iterator
 
 from online_models.evaluation import Event
 from schemas.records import Transaction
 from schemas.settings import Settings
-from schemas.validation import decode_transaction
+from schemas.validation import TRANSACTIONS, UNKEYED, InputRules, decode
 
 CSV_EPOCH = 1_700_000_000.0  # a CSV's relative time column (seconds) starts here
 
@@ -23,12 +24,14 @@ def transactions_jsonl(path: Path, settings: Settings, labels: Path | None = Non
     if labels:
         with labels.open() as fh:
             fraud = {doc["event_id"] for doc in map(json.loads, filter(str.strip, fh)) if doc["is_fraud"]}
+    # A recorded file is replayed, so its event times are not compared with the wall clock.
+    rules = InputRules(settings.max_event_bytes, max_past_s=math.inf, max_future_s=math.inf,
+                       strict=settings.strict_input)
     with path.open("rb") as fh:
         for line in fh:
             if not line.strip():
                 continue
-            tx = decode_transaction(line.strip(), max_bytes=settings.max_event_bytes, now=float("inf"),
-                                    max_future_s=float("inf"), max_past_s=float("inf"))
+            tx = decode(TRANSACTIONS, line.strip(), rules=rules, now=0.0, key=UNKEYED).record
             yield Event(x={"amount": tx.amount, **tx.features}, y=tx.event_id in fraud, ts=tx.ts, tx=tx)
 
 

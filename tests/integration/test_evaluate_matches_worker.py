@@ -46,13 +46,13 @@ async def test_worker_and_evaluate_score_the_same_stream_identically(redis_url: 
                                    if e.topic == settings.learn_topic])
 
     for offset, ev in enumerate(sim):
-        decided = await worker.transactions.on_transactions([RawMessage("transactions", 0, offset, None,
-                                                                        json.dumps(ev.payload).encode())])
+        decided = await worker.transactions.on_transactions([RawMessage("transactions", 0, offset,
+                                                                        ev.key.encode(), json.dumps(ev.payload).encode())])
         (decision,) = decided.decisions
         worker_scores.append(decision.score)
         await learn(decided, offset)
         label = {"event_id": ev.payload["event_id"], "is_fraud": bool(ev.is_fraud), "ts": ev.ts}
-        labelled = await worker.labels.on_labels([RawMessage("fraud-labels", 0, offset, None,
+        labelled = await worker.labels.on_labels([RawMessage("fraud-labels", 0, offset, label["event_id"].encode(),
                                                              json.dumps(label).encode())])
         assert len(labelled.examples) == 1 and not labelled.refused
         await learn(labelled, offset)

@@ -33,7 +33,13 @@ def tx_bytes(i: int, *, user: str = "alice", amount: float = 20.0, ts: float | N
 
 
 def msg(value: bytes, offset: int, topic: str = "transactions") -> RawMessage:
-    return RawMessage(topic, 0, offset, b"k", value, None)
+    """The message as a producer keys it: by user_id (transactions) or event_id (labels)."""
+    try:
+        doc = json.loads(value)
+        key = str(doc["user_id"] if topic == "transactions" else doc["event_id"]).encode()
+    except (ValueError, KeyError, TypeError):
+        key = b"k"  # not an event: its key is never reached
+    return RawMessage(topic, 0, offset, key, value, None)
 
 
 @pytest.fixture

@@ -56,7 +56,8 @@ async def publish(settings: Settings) -> None:
                   "amount": 10.0 + i, "currency": "EUR", "country": "FR", "channel": "web"}
             await producer.send(t.transactions, json.dumps(tx).encode(), key=tx["user_id"].encode())
             await producer.send(t.interactions, json.dumps({"event_id": f"i{i}", "ts": now, "user_id": f"u{i % 5}",
-                                                            "item_id": f"it{i % 7}", "kind": "view"}).encode())
+                                                            "item_id": f"it{i % 7}", "kind": "view"}).encode(),
+                                key=f"u{i % 5}".encode())
         await producer.send(t.transactions, b"{not json")
         label = {"event_id": "o3", "is_fraud": True, "ts": now}
         await asyncio.sleep(2)

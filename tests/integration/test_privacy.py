@@ -59,7 +59,8 @@ async def traffic(settings: Settings) -> None:
                                                             "item_id": f"item{i % 5}", "kind": "view"}).encode(),
                                 key=user.encode())
         await producer.send(t.transactions, json.dumps({"event_id": "bad", "user_id": CANARY}).encode())
-        await producer.send(t.fraud_labels, json.dumps({"event_id": "c3", "is_fraud": True, "ts": now}).encode())
+        await producer.send(t.fraud_labels, json.dumps({"event_id": "c3", "is_fraud": True, "ts": now}).encode(),
+                            key=b"c3")
         await producer.send(t.reco_requests, json.dumps({"request_id": "cq", "user_id": f"{CANARY}-1", "k": 3,
                                                          "ts": now}).encode(), key=f"{CANARY}-1".encode())
         await producer.flush()

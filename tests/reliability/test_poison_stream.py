@@ -1,7 +1,7 @@
 """Poison against a running worker: 10 MB values, deep nesting, NaN and Infinity, huge integers,
-wrong types, unknown fields, invalid UTF-8, invalid JSON, between valid events. Each poison
-message is one dead letter, every valid event is decided, the lag returns to 0 and the worker's
-memory stays bounded."""
+wrong types, a lone surrogate, a time in year 9999, a key that is not the user_id, invalid UTF-8,
+invalid JSON, between valid events. Each poison message is one dead letter, every valid event is
+decided, the lag returns to 0 and the worker's memory stays bounded."""
 
 from __future__ import annotations
 
@@ -26,6 +26,15 @@ def valid(i: int) -> bytes:
                        "amount": 12.5, "currency": "EUR", "country": "FR", "channel": "web"}).encode()
 
 
+def owner(raw: bytes) -> bytes | None:
+    """The key a producer gives a message: its user_id, when it has one."""
+    try:
+        doc = json.loads(raw)
+        return b"someone-else" if doc["event_id"] == "rekeyed" else doc["user_id"].encode()
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return None
+
+
 def poison() -> dict[str, bytes]:
     base = json.loads(valid(0))
     return {
@@ -36,7 +45,9 @@ def poison() -> dict[str, bytes]:
         "Infinity": json.dumps({**base, "event_id": "inf", "amount": float("inf")}).encode(),
         "huge integer": json.dumps({**base, "event_id": "huge"}).encode().replace(b"12.5", b"9" * 5000),
         "wrong type": json.dumps({**base, "event_id": "wrong", "amount": "12.5"}).encode(),
-        "unknown field": json.dumps({**base, "event_id": "unknown", "shoe_size": 44}).encode(),
+        "lone surrogate user_id": json.dumps({**base, "event_id": "surrogate", "user_id": "\ud800"}).encode(),
+        "dated 9999": json.dumps({**base, "event_id": "future", "ts": "9999-12-31T23:59:59Z"}).encode(),
+        "key of another user": json.dumps({**base, "event_id": "rekeyed", "user_id": "not-the-key"}).encode(),
         "invalid UTF-8": b'{"event_id": "\xff\xfe", "amount": 1}',
         "invalid JSON": b'{"event_id": "broken", ',
     }
@@ -47,7 +58,7 @@ async def send_all(settings: Settings, messages: list[bytes]) -> None:
     await producer.start()
     try:
         for i, raw in enumerate(messages):
-            await producer.send(settings.topics.transactions, raw, key=f"u{i % 7}".encode())
+            await producer.send(settings.topics.transactions, raw, key=owner(raw) or f"u{i % 7}".encode())
         await producer.flush()
     finally:
         await producer.stop()

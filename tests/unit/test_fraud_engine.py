@@ -12,7 +12,7 @@ from online_models.engine import FraudEngine
 from online_models.replay import FraudReplay
 from schemas.records import Transaction
 from schemas.settings import Settings
-from schemas.validation import decode_label, decode_transaction
+from schemas.validation import LABELS, TRANSACTIONS, UNKEYED, InputRules, decode
 
 START = 1_700_000_000.0
 
@@ -23,13 +23,13 @@ def replay_simulation(n_transactions: int, seed: int = 42) -> tuple[FraudReplay,
     replay = FraudReplay(FraudEngine.from_settings(settings), settings.label_horizon_s)
     rocauc, outcomes = metrics.ROCAUC(), {"approve": 0, "review": 0, "decline": 0}
     seen = 0
+    rules = InputRules.from_settings(settings)
     for ev in TrafficSimulator(seed=seed, start_ts=START).events():
         raw = json.dumps(ev.payload).encode()
         if ev.kind == "label":
-            replay.label(decode_label(raw, max_bytes=settings.max_event_bytes))
+            replay.label(decode(LABELS, raw, rules=rules, now=ev.ts, key=UNKEYED).record)
             continue
-        tx = decode_transaction(raw, max_bytes=settings.max_event_bytes, now=ev.ts,
-                                max_future_s=settings.max_future_s, max_past_s=settings.max_past_s)
+        tx = decode(TRANSACTIONS, raw, rules=rules, now=ev.ts, key=UNKEYED).record
         decision = replay.transaction(tx)
         rocauc.update(bool(ev.is_fraud), decision.score)
         outcomes[decision.decision] += 1

@@ -10,7 +10,7 @@ from online_models.reco_engine import RecoEngine
 from online_models.reco_replay import RankingScores, RecoReplay
 from schemas.records import Interaction, RecoRequest
 from schemas.settings import Settings
-from schemas.validation import decode_interaction
+from schemas.validation import INTERACTIONS, UNKEYED, InputRules, decode
 
 
 def test_personal_hit_rate_at_10_is_at_least_twice_the_popularity_baseline() -> None:
@@ -19,7 +19,8 @@ def test_personal_hit_rate_at_10_is_at_least_twice_the_popularity_baseline() -> 
     rates = RankingScores(k=10)
     stream = (e for e in RecoTrafficSimulator(seed=42).events() if e.kind == "interaction")
     for ev in itertools.islice(stream, 20_000):
-        it = decode_interaction(json.dumps(ev.payload).encode(), max_bytes=settings.max_event_bytes)
+        it = decode(INTERACTIONS, json.dumps(ev.payload).encode(), rules=InputRules.from_settings(settings),
+                    now=ev.ts, key=UNKEYED).record
         replay.evaluate(it, rates)
         replay.learn(it)
     personal, popular = rates.hit_rate("personal"), rates.hit_rate("popular")
