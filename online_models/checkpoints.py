@@ -20,6 +20,10 @@ online_models.checkpoints.CheckpointRejected: signature does not verify (tampere
 Traceback (most recent call last):
 ...
 online_models.checkpoints.CheckpointRejected: signed for version 3, read as version 4: refusing a blob moved to another slot
+>>> unseal(OLD_MAGIC + b'{}' + bytes(40), ring, slot)
+Traceback (most recent call last):
+...
+online_models.checkpoints.CheckpointRejected: format 1 (signature binds no key id or slot): written before key rotation
 """
 
 from __future__ import annotations

@@ -93,3 +93,16 @@ def test_a_secret_can_come_from_a_file_named_by_its_setting_and_file(tmp_path) -
         Settings.from_env({"STREAMSENSE_SIGNING_KEY_FILE": str(tmp_path / "missing")})
     with pytest.raises(SettingsError, match="unknown setting 'app_id_file'"):  # only secrets come from files
         Settings.from_env({"STREAMSENSE_APP_ID_FILE": str(tmp_path / "key")})
+
+
+def test_a_new_pseudonym_key_names_all_state_afresh_and_old_names_are_recognisable() -> None:
+    from agents.stores.keys import RedisKeys
+
+    old = Settings(pseudonym_key=SecretStr("o" * 32), pseudonym_key_id="p1", redis_key_prefix="ss:v1")
+    new = old.replace(pseudonym_key=SecretStr("n" * 32), pseudonym_key_id="p2")
+    before, after = RedisKeys.from_settings(old), RedisKeys.from_settings(new)
+    for name in ("user", "seen_items", "reco_list", "merchant"):
+        old_key, new_key = getattr(before, name)("alice"), getattr(after, name)("alice")
+        assert old_key != new_key and ":p1." in old_key and ":p2." in new_key  # not found under the new key
+    assert old.pseudonyms().tag("FR") != new.pseudonyms().tag("FR")  # tags in user state change too
+    assert not new.pseudonyms().made(old.pseudonyms().of("shop"))  # old snapshots' merchants are skipped
