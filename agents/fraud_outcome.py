@@ -9,8 +9,8 @@ what it emits (dead letters by stage, drift signals), so a batch that is retried
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from agents.messages import Emit, Refused
 from agents.metrics import Metrics
@@ -34,7 +34,7 @@ class FraudOutcome:
     examples: list[LearnExample] = field(default_factory=list)  # for the learner, in the order to learn them
     signals: list[DriftSignal] = field(default_factory=list)
 
-    def extend(self, other: "FraudOutcome") -> None:
+    def extend(self, other: FraudOutcome) -> None:
         self.decisions.extend(other.decisions)
         self.refused.extend(other.refused)
         self.examples.extend(other.examples)

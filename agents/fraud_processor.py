@@ -9,7 +9,7 @@ unlabelled decisions takes the transaction path's watermark.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 
@@ -36,7 +36,7 @@ class FraudProcessor:
 
     @classmethod
     def on_redis(cls, redis: Redis, settings: Settings, engine: FraudEngine | None = None,
-                 metrics: Metrics | None = None) -> "FraudProcessor":
+                 metrics: Metrics | None = None) -> FraudProcessor:
         """The processor over ``redis`` with the settings' key layout; a fresh engine unless given."""
         return cls(settings, engine or FraudEngine.from_settings(settings),
                    FraudStore(redis, RedisKeys.from_settings(settings), settings), metrics=metrics)

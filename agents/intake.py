@@ -7,7 +7,7 @@ and where what lenient input let through (unknown fields, unknown categorical va
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from agents.messages import RawMessage, Refused, refuse
 from agents.metrics import Metrics

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from agents.fraud_outcome import FraudOutcome
 from agents.messages import RawMessage, refuse

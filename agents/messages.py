@@ -24,7 +24,7 @@ class RawMessage:
     timestamp: float | None = None
 
     @classmethod
-    def from_api(cls, key: bytes, value: bytes, timestamp: float, index: int = 0) -> "RawMessage":
+    def from_api(cls, key: bytes, value: bytes, timestamp: float, index: int = 0) -> RawMessage:
         """An event that came over the HTTP API: no topic or partition; ``index`` is its place in
         the batch of API events (what a dead letter cites as the offset)."""
         return cls(API_SOURCE, -1, index, key, value, timestamp)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -19,8 +19,8 @@ from redis.exceptions import RedisError
 from agents.intake import Intake
 from agents.messages import Emit, RawMessage, dead_letter
 from agents.metrics import Metrics
-from agents.stores.reco import RecoStore
 from agents.stores.keys import RedisKeys
+from agents.stores.reco import RecoStore
 from online_models.reco_engine import MODEL_NAME, RecoEngine
 from schemas.errors import InvalidEvent
 from schemas.records import INTERACTION_KINDS, RecoRequest, Recommendation
@@ -62,7 +62,7 @@ class RecoProcessor:
 
     @classmethod
     def on_redis(cls, redis: Redis, settings: Settings, engine: RecoEngine | None = None,
-                 metrics: Metrics | None = None) -> "RecoProcessor":
+                 metrics: Metrics | None = None) -> RecoProcessor:
         """The processor over ``redis`` with the settings' key layout; a fresh engine unless given."""
         return cls(settings, engine or RecoEngine.from_settings(settings),
                    RecoStore(redis, RedisKeys.from_settings(settings), settings), metrics=metrics)
@@ -78,7 +78,7 @@ class RecoProcessor:
         """Keep first sightings; a redelivery is kept with ``fresh=False``; other duplicates are dead letters."""
         previous = await self.store.claim(kind, [(message_id(r), m.source) for m, r in valid])
         kept, here = [], set()
-        for (msg, record), before in zip(valid, previous):
+        for (msg, record), before in zip(valid, previous, strict=True):
             if (before is None or before == msg.source) and message_id(record) not in here:
                 here.add(message_id(record))
                 kept.append((msg, record, before is None))

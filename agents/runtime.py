@@ -12,12 +12,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agents.faults import Faults
-from agents.stores.checkpoints import RedisCheckpoints
 from agents.fraud_processor import FraudProcessor
 from agents.learner import Learner
 from agents.lifecycle import ModelLifecycle
 from agents.metrics import Metrics
 from agents.reco_processor import RecoProcessor
+from agents.stores.checkpoints import RedisCheckpoints
 from online_models.engine import FraudEngine
 from online_models.reco_engine import RecoEngine
 from schemas.settings import Settings

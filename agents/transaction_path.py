@@ -23,8 +23,8 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from redis.exceptions import RedisError
 

@@ -11,9 +11,9 @@ from agents.api.server import register_api
 from agents.api.web_server import HttpLimits, LimitedWeb
 from agents.fraud_agents import register_fraud_agents
 from agents.lifecycle_timers import register_lifecycle
-from agents.reco_agents import register_reco_agents
 from agents.logs import logging_config
 from agents.memory import fix_mmap_threshold
+from agents.reco_agents import register_reco_agents
 from agents.runtime import Runtime
 from agents.web import register_web
 from online_models.engine import FraudEngine

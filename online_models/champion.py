@@ -12,8 +12,8 @@ River's contract checks, clone and metrics apply to it as to the models it wraps
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from river import base
 

@@ -19,7 +19,7 @@ online_models.checkpoints.CheckpointRejected: signature does not verify (tampere
 >>> unseal(blob, ring, {**slot, "version": 4})
 Traceback (most recent call last):
 ...
-online_models.checkpoints.CheckpointRejected: signed for version 3, read as version 4: refusing a blob moved to another slot
+online_models.checkpoints.CheckpointRejected: signed for version 3, read as version 4: refusing a blob moved ...
 >>> unseal(OLD_MAGIC + b'{}' + bytes(40), ring, slot)
 Traceback (most recent call last):
 ...
@@ -32,7 +32,7 @@ import hashlib
 import hmac
 import json
 import pickle
-from typing import Mapping
+from collections.abc import Mapping
 
 from schemas.errors import StreamsenseError
 from schemas.keyring import KeyRing

@@ -10,20 +10,19 @@ comes from the anomaly rank. Rule bumps compound on top (see ``online_models.rul
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from online_models.anomaly import AnomalyScorer
 from online_models.champion import ChampionChallenger
-from online_models.drift import DriftMonitor
 from online_models.decisions import decide, reasons
+from online_models.drift import DriftMonitor
 from online_models.fraud_model import FraudClassifier
 from online_models.rules import apply_bumps, rule_hits
 from schemas.internal_records import Snapshot
 from schemas.records import DriftSignal, FraudDecision, Transaction, unknown_value_reasons
 from schemas.settings import Settings
-from streams.fraud_features import (FeatureConfig, MerchantUpdate, UserState, merchant_label_update,
-                                    transaction_features)
+from streams.fraud_features import FeatureConfig, MerchantUpdate, UserState, merchant_label_update, transaction_features
 
 MODEL_NAME = "lr+hst+rules"
 FEATURE_DRIFT_BLOCK = 10  # decisions per feature-drift observation (see online_models.drift)
@@ -75,7 +74,7 @@ class FraudEngine:
         self._signals: list[DriftSignal] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings, **models) -> "FraudEngine":
+    def from_settings(cls, settings: Settings, **models) -> FraudEngine:
         """The engine the settings describe; ``models`` (classifier, anomaly) replace fresh ones."""
         return cls(review_threshold=settings.review_threshold, decline_threshold=settings.decline_threshold,
                    features=FeatureConfig.from_settings(settings), seed=settings.seed, **models)
@@ -138,7 +137,8 @@ class FraudEngine:
             return MerchantUpdate({})
         return merchant_label_update(bool(is_fraud), correction=assumed)
 
-    def learn_label(self, snapshot: Snapshot, is_fraud: bool, *, event_id: str, observed: bool = True) -> MerchantUpdate:
+    def learn_label(self, snapshot: Snapshot, is_fraud: bool, *, event_id: str,
+                    observed: bool = True) -> MerchantUpdate:
         """Learn from the features as they were at decision time; returns the merchant's label counters.
 
         A snapshot ``assumed_legitimate`` was already learned as legitimate when its label horizon passed.

@@ -10,8 +10,8 @@ from __future__ import annotations
 import heapq
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 from river import anomaly, compose, forest, linear_model, metrics, optim, preprocessing, reco
 
@@ -46,7 +46,7 @@ class LabelDelay:
     seed: int = 42
 
     @classmethod
-    def parse(cls, text: str, seed: int = 42) -> "LabelDelay":
+    def parse(cls, text: str, seed: int = 42) -> LabelDelay:
         """
         >>> LabelDelay.parse("none"), LabelDelay.parse("fixed:3600").seconds, LabelDelay.parse("drawn:60").mode
         (LabelDelay(mode='none', seconds=0.0, seed=42), 3600.0, 'drawn')
@@ -70,7 +70,7 @@ def average_precision(labels: list[bool], scores: list[float]) -> float:
     >>> average_precision([True, False, True, False], [0.9, 0.8, 0.7, 0.1])
     0.8333...
     """
-    ranked = sorted(zip(scores, labels), key=lambda sl: (-sl[0], sl[1]))
+    ranked = sorted(zip(scores, labels, strict=True), key=lambda sl: (-sl[0], sl[1]))
     positives = sum(labels)
     if not positives:
         return float("nan")
@@ -109,7 +109,7 @@ class BinaryScores:
         self.reviewed += score >= self.review
 
     def at(self, threshold: float) -> tuple[float, float]:
-        flagged = [y for y, s in zip(self.labels, self.scores) if s >= threshold]
+        flagged = [y for y, s in zip(self.labels, self.scores, strict=True) if s >= threshold]
         positives = sum(self.labels)
         precision = sum(flagged) / len(flagged) if flagged else float("nan")
         return precision, (sum(flagged) / positives if positives else float("nan"))

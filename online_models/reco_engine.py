@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 from online_models.recommender import OnlineRecommender
 from schemas.records import Interaction, RecoItem, RecoRequest, Recommendation
@@ -59,7 +59,7 @@ class RecoEngine:
         self.recommender = recommender or OnlineRecommender(seed=seed)
 
     @classmethod
-    def from_settings(cls, settings: Settings, **models) -> "RecoEngine":
+    def from_settings(cls, settings: Settings, **models) -> RecoEngine:
         """The engine the settings describe; ``models`` (recommender) replace a fresh one."""
         return cls(min_history=settings.reco_min_history, explore_share=settings.reco_explore_share,
                    seed=settings.seed, **models)

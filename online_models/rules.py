@@ -7,8 +7,8 @@ stays in [0, 1], and a rule can never lower a score.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,21 @@ from functools import cache
 from pathlib import Path
 
 from schemas.errors import NotFinite
-from schemas.records import (DeadLetter, DriftSignal, FraudDecision, FraudLabel, Interaction, ModelEvent, Reason,
-                             RecoItem, RecoRequest, Recommendation, Transaction)
+from schemas.records import (
+    DeadLetter,
+    DriftSignal,
+    FraudDecision,
+    FraudLabel,
+    Interaction,
+    ModelEvent,
+    Reason,
+    RecoItem,
+    RecoRequest,
+    Recommendation,
+    Transaction,
+)
 from schemas.settings import Settings
-from schemas.validation import MAX_FEATURE_ABS, MAX_FEATURE_NAME_CHARS, MAX_FEATURES, MAX_ID_CHARS, SHAPES, Shape
+from schemas.validation import MAX_FEATURES, MAX_FEATURE_ABS, MAX_FEATURE_NAME_CHARS, MAX_ID_CHARS, SHAPES, Shape
 
 HERE = Path(__file__).parent
 

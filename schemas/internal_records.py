@@ -19,8 +19,8 @@ True
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from schemas import internal_json
 from schemas.records import FraudDecision
@@ -39,7 +39,7 @@ class Snapshot:
     score: float  # the score it was decided with (for the rolling ROCAUC once labelled)
     assumed_legitimate: bool = False  # already learned as legitimate at the label horizon
 
-    def learned_as_legitimate(self) -> "Snapshot":
+    def learned_as_legitimate(self) -> Snapshot:
         return dataclasses.replace(self, assumed_legitimate=True)
 
     def to_doc(self) -> dict:
@@ -49,14 +49,14 @@ class Snapshot:
         return doc
 
     @classmethod
-    def from_doc(cls, doc: Mapping) -> "Snapshot":
+    def from_doc(cls, doc: Mapping) -> Snapshot:
         return cls(doc["x"], doc["m"], doc["ts"], doc.get("p", UNKNOWN_SCORE), bool(doc.get("a")))
 
     def to_bytes(self) -> bytes:
         return internal_json.dumps(self.to_doc())
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "Snapshot":
+    def from_bytes(cls, raw: bytes) -> Snapshot:
         return cls.from_doc(internal_json.loads(raw))
 
 
@@ -71,7 +71,7 @@ class StoredDecision:
         return internal_json.dumps({"src": self.source, "d": self.decision.to_dict()})
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "StoredDecision":
+    def from_bytes(cls, raw: bytes) -> StoredDecision:
         doc = internal_json.loads(raw)
         return cls(source=doc["src"], decision=FraudDecision.from_dict(doc["d"]))
 

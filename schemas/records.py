@@ -15,8 +15,8 @@ import base64
 import functools
 import json
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Mapping
 
 from schemas.errors import InvalidEvent
 
@@ -84,7 +84,7 @@ class Transaction(_Plain):
         return doc
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Transaction":
+    def from_dict(cls, d: Mapping) -> Transaction:
         return cls(**{**d, "features": types.MappingProxyType(dict(d.get("features") or {}))})
 
 
@@ -104,7 +104,7 @@ class Reason:
     value: float | str
 
 
-def unknown_value_reasons(tx: "Transaction") -> tuple[Reason, ...]:
+def unknown_value_reasons(tx: Transaction) -> tuple[Reason, ...]:
     """A reason naming each categorical value of ``tx`` this version does not know (lenient input).
 
     >>> unknown_value_reasons(Transaction("e", 0.0, "u", "m", 1.0, "EUR", "FR", "voice"))
@@ -130,7 +130,7 @@ class FraudDecision(_Plain):
         return shallow_dict(self) | {"reasons": [shallow_dict(r) for r in self.reasons]}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "FraudDecision":
+    def from_dict(cls, d: Mapping) -> FraudDecision:
         return cls(**{**d, "reasons": tuple(Reason(**r) for r in d["reasons"])})
 
 
@@ -162,7 +162,7 @@ class RecoRequest(_Plain):
         return shallow_dict(self) | {"exclude": list(self.exclude)}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "RecoRequest":
+    def from_dict(cls, d: Mapping) -> RecoRequest:
         return cls(**{**d, "exclude": tuple(d.get("exclude", ()))})
 
 
@@ -187,7 +187,7 @@ class Recommendation(_Plain):
         return shallow_dict(self) | {"items": [shallow_dict(i) for i in self.items]}
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "Recommendation":
+    def from_dict(cls, d: Mapping) -> Recommendation:
         return cls(**{**d, "items": tuple(RecoItem(**i) for i in d["items"])})
 
 
@@ -238,7 +238,7 @@ class DeadLetter(_Plain):
 
     @classmethod
     def from_raw(cls, raw: bytes | None, *, key: bytes | None, source_topic: str, partition: int, offset: int,
-                 stage: str, error: BaseException, cap: int, failed_at: float) -> "DeadLetter":
+                 stage: str, error: BaseException, cap: int, failed_at: float) -> DeadLetter:
         """The refused message, its first ``cap`` bytes kept, with where it came from and why.
 
         >>> from schemas.errors import TooLarge

@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Mapping
 
 from schemas.keyring import KEY_ID, MIN_KEY_BYTES, KeyRing, Pseudonyms, WeakKey, parse_keyring, weakness
 
@@ -186,7 +186,7 @@ class Settings:
         >>> Settings().check_secrets()
         Traceback (most recent call last):
         ...
-        schemas.settings.SettingsError: pseudonym_key (STREAMSENSE_PSEUDONYM_KEY) cannot be used: it is a public default; set at least 32 random bytes (or STREAMSENSE_DEV_MODE=true for development only)
+        schemas.settings.SettingsError: pseudonym_key (STREAMSENSE_PSEUDONYM_KEY) cannot be used: ...
         >>> Settings(dev_mode=True).check_secrets()
         """
         if self.dev_mode:
@@ -204,7 +204,7 @@ class Settings:
                                     f"{MIN_KEY_BYTES} random bytes (or {ENV_PREFIX}DEV_MODE=true for development only)")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``STREAMSENSE_*`` variables, on top of ``STREAMSENSE_CONFIG`` (a TOML file).
 
         A secret may come from a file instead (a container secret, never on a command line or in
@@ -230,7 +230,7 @@ class Settings:
         return cls.from_mapping(values)
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, object]) -> "Settings":
+    def from_mapping(cls, values: Mapping[str, object]) -> Settings:
         known = {f.name: f for f in fields(cls)}
         kwargs: dict[str, object] = {}
         for name, raw in values.items():
@@ -259,7 +259,7 @@ class Settings:
                 env[ENV_PREFIX + f.name.upper()] = str(value)
         return env
 
-    def replace(self, **changes: object) -> "Settings":
+    def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def check(self) -> None:

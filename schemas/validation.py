@@ -32,12 +32,26 @@ import json
 import math
 import re
 import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, NamedTuple
+from typing import NamedTuple
 
-from schemas.errors import (BadTimestamp, InvalidEvent, KeyMismatch, MalformedJson, MissingField, NotAnObject,
-                            NotFinite, NotUtf8, OutOfRange, TooLarge, TooLong, UnknownEnumValue, UnknownField,
-                            WrongType)
+from schemas.errors import (
+    BadTimestamp,
+    InvalidEvent,
+    KeyMismatch,
+    MalformedJson,
+    MissingField,
+    NotAnObject,
+    NotFinite,
+    NotUtf8,
+    OutOfRange,
+    TooLarge,
+    TooLong,
+    UnknownEnumValue,
+    UnknownField,
+    WrongType,
+)
 from schemas.records import CHANNELS, INTERACTION_KINDS, FraudLabel, Interaction, RecoRequest, Transaction
 
 MAX_ID_CHARS = 128
@@ -267,7 +281,7 @@ class InputRules:
     strict: bool = False  # refuse unknown fields and unknown categorical values too
 
     @classmethod
-    def from_settings(cls, settings) -> "InputRules":
+    def from_settings(cls, settings) -> InputRules:
         return cls(settings.max_event_bytes, settings.max_past_s, settings.max_future_s, settings.strict_input)
 
 

@@ -7,15 +7,14 @@ becomes a dead letter instead of being logged and skipped by Faust's deserialize
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import faust
 from faust.web import Web
 
 from schemas.settings import Settings, SettingsError
 from streams.transport import Transport
-
 
 # The largest request the producer sends (Faust's and Kafka's default, stated so that what we
 # pack into one message -- agents.fraud_outcome's learn batches -- can stay below it).

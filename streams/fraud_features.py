@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import math
 from bisect import insort
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from schemas import internal_json
 from schemas.keyring import Pseudonyms
@@ -69,7 +69,7 @@ class FeatureConfig:
     pseudonyms: Pseudonyms = Pseudonyms("t", b"tests only")  # the worker's comes from its settings
 
     @classmethod
-    def from_settings(cls, settings) -> "FeatureConfig":
+    def from_settings(cls, settings) -> FeatureConfig:
         return cls(allowed_lateness_s=float(settings.allowed_lateness_s), pseudonyms=settings.pseudonyms())
 
 
@@ -94,7 +94,7 @@ class UserState:
         return internal_json.dumps(doc)
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "UserState":
+    def from_bytes(cls, raw: bytes) -> UserState:
         d = internal_json.loads(raw)
         return cls(events=tuple(tuple(e) for e in d["e"]), count=d["n"], mean=d["mu"], m2=d["m2"],
                    watermark=float("-inf") if d["w"] is None else d["w"], merchants=tuple(d["km"]),

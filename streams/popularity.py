@@ -12,7 +12,7 @@ ranked list, so writes stay plain increments.
 from __future__ import annotations
 
 import heapq
-from typing import Mapping
+from collections.abc import Mapping
 
 from streams.windows import bucket_start
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 
 def bucket_start(ts: float, width: int) -> int:

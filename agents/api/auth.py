@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 SCOPES = ("score", "recommend", "admin")
 
@@ -73,7 +73,7 @@ class ApiKeys:
     by_hash: dict[str, ApiKey] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str) -> "ApiKeys":
+    def parse(cls, text: str) -> ApiKeys:
         """Entries ``client:scope+scope:sha256hex``, comma-separated; a malformed entry is a ValueError."""
         keys = cls()
         for entry in filter(None, (e.strip() for e in text.split(","))):
@@ -96,7 +96,8 @@ class ApiKeys:
         if key is None:
             raise ApiError(401, "unauthenticated", "unknown API key", headers={"WWW-Authenticate": "Bearer"})
         if scope not in key.scopes:
-            raise ApiError(403, "forbidden", f"this key lacks scope {scope!r} (it has: {', '.join(sorted(key.scopes))})")
+            has = ", ".join(sorted(key.scopes))
+            raise ApiError(403, "forbidden", f"this key lacks scope {scope!r} (it has: {has})")
         return key
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from agents.messages import Emit
 from schemas.records import Transaction
@@ -48,7 +48,7 @@ def _settle(futures: list[asyncio.Future], answer: object) -> None:
 
 
 def _answer(batch: list[Waiting], answers: Sequence) -> None:
-    for (*_, futures), answer in zip(batch, answers):
+    for (*_, futures), answer in zip(batch, answers, strict=True):
         _settle(futures, answer)
 
 

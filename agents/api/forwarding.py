@@ -41,7 +41,7 @@ import hmac
 import secrets
 import time
 from collections import deque
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from schemas.settings import Settings
 
@@ -89,12 +89,12 @@ class ForwardKeys:
 
     @classmethod
     def derive(cls, signing_keys: Sequence[tuple[str, bytes]], ttl_s: float,
-               clock: Callable[[], float] = time.time) -> "ForwardKeys":
+               clock: Callable[[], float] = time.time) -> ForwardKeys:
         return cls([(kid, hmac.new(secret, DERIVATION, hashlib.sha256).digest()) for kid, secret in signing_keys],
                    ttl_s, clock)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ForwardKeys":
+    def from_settings(cls, settings: Settings) -> ForwardKeys:
         return cls.derive(settings.signing_keyring().keys, settings.api_forward_ttl_s)
 
     def _sig(self, key: bytes, target: str, method: str, path_qs: str, body: bytes, authorization: str,

@@ -12,8 +12,8 @@ agents.api.auth.ApiError: k must be an integer from 1 to 100
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from faust.web import Request
 
@@ -70,7 +70,8 @@ class Pending:
     @contextmanager
     def slot(self) -> Iterator[None]:
         if self.count >= self.limit:
-            raise ApiError(503, "overloaded", f"this worker has {self.count} API requests in progress, its limit; retry",
+            raise ApiError(503, "overloaded",
+                           f"this worker has {self.count} API requests in progress, its limit; retry",
                            headers=RETRY_AFTER)
         self.count += 1
         self.observe(self.count)

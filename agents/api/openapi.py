@@ -35,7 +35,8 @@ def _errors(*statuses: int) -> dict:
                  "api_max_connections open connections), or Redis / the broker failing; retry after Retry-After"}
     retry = {429, 503}
     return {str(s): {"description": text[s],
-                     "headers": {h: HEADERS[h] for h in ("X-Request-Id", "Retry-After") if h != "Retry-After" or s in retry},
+                     "headers": {h: HEADERS[h] for h in ("X-Request-Id", "Retry-After")
+                                 if h != "Retry-After" or s in retry},
                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             for s in statuses}
 

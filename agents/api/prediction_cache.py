@@ -4,7 +4,7 @@ came from still serves (a model that learned since may answer differently)."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
 
 MAX_ENTRIES = 10_000
 

@@ -34,13 +34,12 @@ detail is logged under the request id the body names.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
 import time
 import uuid
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 import aiohttp
@@ -55,8 +54,8 @@ from agents.api.batching import ScoreBatcher
 from agents.api.forwarding import ForwardKeys, ForwardRefused
 from agents.api.limits import RETRY_AFTER, Pending, bounded_int, read_body
 from agents.api.openapi import openapi_document
-from agents.batching import send_all
 from agents.api.prediction_cache import PredictionCache
+from agents.batching import send_all
 from agents.runtime import Runtime
 from agents.transaction_path import ScoringFailed
 from online_models.engine import MODEL_NAME as FRAUD_MODEL
@@ -118,7 +117,8 @@ class Api:
             if exc.detail:
                 log.warning("API %s %s answered %d %s (request %s): %s", request.method, route, exc.status,
                             exc.code, request_id, exc.detail)
-            response = web.json(exc.body(request_id), status=exc.status, headers={**exc.headers, REQUEST_ID: request_id})
+            response = web.json(exc.body(request_id), status=exc.status,
+                                headers={**exc.headers, REQUEST_ID: request_id})
         except Exception:  # noqa: BLE001 - a bug must answer 500, not drop the connection
             log.exception("API %s %s failed (request %s)", request.method, route, request_id)
             response = web.json(ApiError(500, "internal", "internal error; the worker's log has the detail "
@@ -165,7 +165,7 @@ class Api:
                 payload = await answer.read()
                 passed = {h: answer.headers[h] for h in PASSED_BACK if h in answer.headers}
                 return web.bytes(payload, content_type=answer.content_type, status=answer.status, headers=passed)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             log.warning("owner %s unreachable (%s); serving this %s request here", owner, exc, request.method)
             return None
 
@@ -253,8 +253,10 @@ def register_api(topology: Topology, runtime: Runtime) -> Api:
     @app.page("/v1/recommendations/{user_id}")
     class Recommendations(View):
         async def get(self, request: Request, user_id: str) -> Response:
-            return await api.call(self, request, "/v1/recommendations", "recommend",
-                                  lambda web, req, body, forwarded: api.recommendations(web, req, body, forwarded, user_id))
+            def serve(web, req, body, forwarded):
+                return api.recommendations(web, req, body, forwarded, user_id)
+
+            return await api.call(self, request, "/v1/recommendations", "recommend", serve)
 
     @app.page("/v1/models")
     class Models(View):

@@ -69,7 +69,7 @@ class Refusal(asyncio.Protocol):
 class Counted(asyncio.Protocol):
     """aiohttp's handler for one connection, telling the cap when the connection is lost."""
 
-    def __init__(self, handler: asyncio.Protocol, cap: "ConnectionCap") -> None:
+    def __init__(self, handler: asyncio.Protocol, cap: ConnectionCap) -> None:
         self.handler, self.cap = handler, cap
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

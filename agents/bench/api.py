@@ -20,8 +20,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import aiohttp
 from redis.asyncio import Redis
@@ -29,8 +29,8 @@ from redis.asyncio import Redis
 from agents.api.auth import new_api_key
 from agents.bench.io import fraud_traffic, preload, processed, reco_traffic
 from agents.bench.pipeline import Bench
-from agents.dev.stack import wait_ready
 from agents.dev.embedded import EmbeddedStack
+from agents.dev.stack import wait_ready
 from agents.fraud_processor import FraudProcessor
 from agents.sim.pacing import Pacer
 from schemas.settings import Settings
@@ -132,7 +132,8 @@ def print_api(result: dict) -> None:
     print("|------------------------------|----------|--------|--------|--------|---------|")
     for name, e in result["endpoints"].items():
         statuses = ", ".join(f"{s}: {c}" for s, c in sorted(e["statuses"].items()))
-        print(f"| {name:28s} | {e['requests']:8,d} | {e['p50']:6.2f} | {e['p99']:6.2f} | {e['max']:6.1f} | {statuses} |")
+        figures = f"{e['requests']:8,d} | {e['p50']:6.2f} | {e['p99']:6.2f} | {e['max']:6.1f}"
+        print(f"| {name:28s} | {figures} | {statuses} |")
     score = result["endpoints"]["POST /v1/score"]
     floor = result["endpoints"]["GET /health"]
     verdict = "met" if score["p99"] <= SCORE_P99_TARGET_MS else "MISSED"

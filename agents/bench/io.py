@@ -9,13 +9,13 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from agents.sim.pacing import Pacer
 from agents.dev.probes import metric
+from agents.sim.pacing import Pacer
 from agents.sim.reco_traffic import RecoTrafficSimulator
 from agents.sim.traffic import TrafficSimulator
 from schemas.settings import Settings

@@ -31,9 +31,19 @@ from pathlib import Path
 
 import redis
 
-from agents.bench.io import (Message, cpu_seconds, distinct_user_traffic, fraud_traffic, paced, preload,
-                             processed, read_back, reco_traffic, rss_bytes)
 from agents.bench.alone import alone
+from agents.bench.io import (
+    Message,
+    cpu_seconds,
+    distinct_user_traffic,
+    fraud_traffic,
+    paced,
+    preload,
+    processed,
+    read_back,
+    reco_traffic,
+    rss_bytes,
+)
 from agents.bench.report import SCENARIOS
 from agents.commands.topics import create_topics
 from agents.dev.embedded import EmbeddedStack, ManagedProcess, free_port, run_keys

@@ -7,8 +7,8 @@ import csv
 import inspect
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from online_models.evaluation import Event
 from schemas.records import Transaction

@@ -7,8 +7,8 @@ import csv
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 

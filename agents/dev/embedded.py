@@ -80,7 +80,7 @@ class ManagedProcess:
     def describe(self) -> str:
         return f"{self.name} (pid {self.pid}, log {self.log_path or 'discarded'})"
 
-    def __enter__(self) -> "ManagedProcess":
+    def __enter__(self) -> ManagedProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -163,7 +163,7 @@ class EmbeddedStack:
         self.bootstrap = ""
         self.redis_url = ""
 
-    def __enter__(self) -> "EmbeddedStack":
+    def __enter__(self) -> EmbeddedStack:
         try:
             self.broker, self.bootstrap = start_broker(self.log_dir)
             self.redis, self.redis_url = start_redis(self.log_dir)

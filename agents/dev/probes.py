@@ -4,7 +4,7 @@ dev`, the benchmarks and the tests alike."""
 from __future__ import annotations
 
 import urllib.request
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 

@@ -29,8 +29,8 @@ import heapq
 import itertools
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 HOME_COUNTRIES = (("FR", 40), ("DE", 20), ("ES", 15), ("IT", 10), ("NL", 10), ("BE", 5))
 FOREIGN_COUNTRIES = ("NG", "BR", "RU", "US", "CN", "ID", "VN")
@@ -64,7 +64,7 @@ class Shopper:
 
 
 def _weighted(rng: random.Random, pairs: tuple[tuple[str, int], ...]) -> str:
-    names, weights = zip(*pairs)
+    names, weights = zip(*pairs, strict=True)
     return rng.choices(names, weights)[0]
 
 

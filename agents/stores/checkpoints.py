@@ -31,7 +31,7 @@ class RedisCheckpoints:
         self.keep = keep
 
     @classmethod
-    def on_redis(cls, redis: Redis, settings: Settings) -> "RedisCheckpoints":
+    def on_redis(cls, redis: Redis, settings: Settings) -> RedisCheckpoints:
         """The registry of ``settings``' deployment: its key layout, signing keys and app id."""
         return cls(redis, RedisKeys.from_settings(settings), settings.signing_keyring(), settings.app_id)
 

@@ -9,8 +9,8 @@ command, atomically, in one round trip.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
 
@@ -73,10 +73,12 @@ class FraudStore:
             replies = await pipe.execute()
         user_raw, merchant_raw, decision_raw, label_raw = replies[0], replies[1:-2], replies[-2], replies[-1]
         return LoadedState(
-            users={u: UserState.from_bytes(r) if r else None for u, r in zip(users, user_raw)},
-            merchants={m: {k.decode(): float(v) for k, v in h.items()} for m, h in zip(merchants, merchant_raw)},
-            decisions={e: StoredDecision.from_bytes(r) if r else None for e, r in zip(events, decision_raw)},
-            early_labels={e: r == b"1" for e, r in zip(events, label_raw) if r is not None},
+            users={u: UserState.from_bytes(r) if r else None for u, r in zip(users, user_raw, strict=True)},
+            merchants={m: {k.decode(): float(v) for k, v in h.items()}
+                       for m, h in zip(merchants, merchant_raw, strict=True)},
+            decisions={e: StoredDecision.from_bytes(r) if r else None
+                       for e, r in zip(events, decision_raw, strict=True)},
+            early_labels={e: r == b"1" for e, r in zip(events, label_raw, strict=True) if r is not None},
         )
 
     # -- building a commit -------------------------------------------------------------------
@@ -135,8 +137,9 @@ class FraudStore:
                 pipe.getdel(self.keys.snapshot(event_id))
             pipe.zrem(self.keys.pending_labels(), *event_ids)
             replies = await pipe.execute()
-        decided = {e for e, r in zip(event_ids, replies[0:-1:2]) if r}
-        return {e: Snapshot.from_bytes(r) if r else None for e, r in zip(event_ids, replies[1:-1:2])}, decided
+        decided = {e for e, r in zip(event_ids, replies[0:-1:2], strict=True) if r}
+        snapshots = {e: Snapshot.from_bytes(r) if r else None for e, r in zip(event_ids, replies[1:-1:2], strict=True)}
+        return snapshots, decided
 
     # -- HTTP decisions waiting for the broker ---------------------------------------------------
     async def unpublished(self, before: float, limit: int) -> dict[str, StoredDecision | None]:
@@ -146,7 +149,7 @@ class FraudStore:
         if not ids:
             return {}
         raw = await self.redis.mget([self.keys.decision(e) for e in ids])
-        return {e: StoredDecision.from_bytes(r) if r else None for e, r in zip(ids, raw)}
+        return {e: StoredDecision.from_bytes(r) if r else None for e, r in zip(ids, raw, strict=True)}
 
     async def mark_published(self, event_ids: Sequence[str]) -> None:
         if event_ids:
@@ -173,7 +176,7 @@ class FraudStore:
             for event_id in event_ids:
                 pipe.get(self.keys.snapshot(event_id))
             replies = await pipe.execute()
-        return {e: Snapshot.from_bytes(r) if r else None for e, r in zip(event_ids, replies)}
+        return {e: Snapshot.from_bytes(r) if r else None for e, r in zip(event_ids, replies, strict=True)}
 
     async def claim_expired(self, event_ids: Sequence[str]) -> dict[str, Snapshot | None]:
         """Snapshots of the expired ids this caller removed from the pending set (others got the rest)."""
@@ -183,7 +186,7 @@ class FraudStore:
             for event_id in event_ids:
                 pipe.zrem(self.keys.pending_labels(), event_id)
             removed = await pipe.execute()
-        return await self.read_snapshots([e for e, r in zip(event_ids, removed) if r])
+        return await self.read_snapshots([e for e, r in zip(event_ids, removed, strict=True) if r])
 
     async def mark_assumed_legitimate(self, event_ids: Sequence[str], snapshots: Mapping[str, Snapshot]) -> None:
         """Flag snapshots as learned-as-legitimate (kept for a late chargeback) and stop waiting for them.

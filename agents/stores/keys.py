@@ -28,7 +28,7 @@ class RedisKeys:
     pseudonyms: Pseudonyms
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "RedisKeys":
+    def from_settings(cls, settings: Settings) -> RedisKeys:
         return cls(settings.redis_key_prefix, settings.pseudonyms())
 
     def user(self, user_id: str) -> str:

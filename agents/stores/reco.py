@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
 
@@ -47,7 +47,7 @@ class RecoStore:
             for user_id in users:
                 pipe.smembers(self.keys.seen_items(user_id))
             replies = await pipe.execute()
-        return {u: {m.decode() for m in r} for u, r in zip(users, replies)}
+        return {u: {m.decode() for m in r} for u, r in zip(users, replies, strict=True)}
 
     async def record(self, interactions: Sequence[tuple[str, str, float, float]],
                      lists: Mapping[str, Sequence[tuple[str, float]]]) -> None:
@@ -81,4 +81,4 @@ class RecoStore:
             for bucket in buckets:
                 pipe.zrange(self.keys.popularity(bucket), 0, TRENDING_READ - 1, desc=True, withscores=True)
             replies = await pipe.execute()
-        return {b: {item.decode(): score for item, score in r} for b, r in zip(buckets, replies)}
+        return {b: {item.decode(): score for item, score in r} for b, r in zip(buckets, replies, strict=True)}

@@ -9,9 +9,9 @@ import json
 import secrets
 import time
 import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
-import urllib.request
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis

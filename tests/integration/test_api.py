@@ -11,15 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import pytest
+from api_client import api_settings, call, decisions_for, keys, post_score, produce, transaction, transactions_counted
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-
 from redis.asyncio import Redis
 
 from agents.dev.stack import start_worker, wait_ready
 from agents.fraud_processor import FraudProcessor
 from agents.stores.keys import RedisKeys
-from api_client import (api_settings, call, decisions_for, keys, post_score, produce, transaction,
-                        transactions_counted)
 
 pytestmark = pytest.mark.integration
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 import json
 import socket
 import time
-
 from urllib.parse import quote
 
 import pytest
+from api_client import api_settings, call, keys, post_score, transaction
 
 from agents.api.forwarding import ForwardKeys
 from agents.dev.probes import metric
 from agents.dev.stack import start_worker, wait_ready
-from api_client import api_settings, call, keys, post_score, transaction
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +47,7 @@ def until_closed(sock: socket.socket, trickle: bytes = b"", limit_s: float = 20.
     while time.monotonic() - started < limit_s:
         try:
             data = sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             try:
                 if trickle:
                     sock.sendall(trickle)

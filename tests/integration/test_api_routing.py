@@ -9,12 +9,11 @@ from urllib.parse import quote
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
+from api_client import api_settings, call, decisions_for, keys, post_score, produce, transaction, transactions_counted
 
 from agents.api.forwarding import ForwardKeys
-
-from agents.dev.stack import start_worker, wait_ready
-from api_client import api_settings, call, decisions_for, keys, post_score, produce, transaction, transactions_counted
 from agents.dev.probes import metric
+from agents.dev.stack import start_worker, wait_ready
 
 pytestmark = pytest.mark.integration
 

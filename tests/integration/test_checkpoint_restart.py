@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from redis.asyncio import Redis
 
-from agents.stores.checkpoints import RedisCheckpoints
 from agents.commands.topics import create_topics
 from agents.dev.embedded import ManagedProcess
+from agents.stores.checkpoints import RedisCheckpoints
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 
 from agents.stores.checkpoints import RedisCheckpoints
 from agents.stores.keys import RedisKeys
-from online_models.engine import FraudEngine
 from online_models.checkpoints import CheckpointRejected, read_header
+from online_models.engine import FraudEngine
 from schemas.keyring import KeyRing, Pseudonyms
 from schemas.records import Transaction
 from schemas.settings import Settings
@@ -71,7 +71,8 @@ async def test_tampered_truncated_and_foreign_checkpoints_are_refused_with_a_log
     tampered = blob[:middle] + bytes([blob[middle] ^ 1]) + blob[middle + 1:]
     await redis.set(keys.checkpoint("fraud", 3), tampered)
     await redis.set(keys.checkpoint("fraud", 2), blob[:-100])  # truncated
-    await RedisCheckpoints(redis, keys, ring(("2026-01", b"x" * 32)), "app").save("fraud", {"x": 1}, {})  # v4, foreign key
+    foreign = RedisCheckpoints(redis, keys, ring(("2026-01", b"x" * 32)), "app")
+    await foreign.save("fraud", {"x": 1}, {})  # v4, foreign key
     with caplog.at_level(logging.ERROR):
         models, header = await store.restore("fraud")
     assert header["version"] == 1

@@ -11,14 +11,14 @@ from redis.asyncio import Redis
 
 from agents.fraud_outcome import FraudOutcome
 from agents.fraud_processor import FraudProcessor
-from agents.stores.fraud import FraudStore
 from agents.learner import Learner
 from agents.messages import RawMessage
-from agents.stores.keys import RedisKeys
 from agents.sim.traffic import TrafficSimulator
+from agents.stores.fraud import FraudStore
+from agents.stores.keys import RedisKeys
+from online_models import evaluation
 from online_models.engine import FraudEngine
 from online_models.evaluation import Event, LabelDelay, evaluate_binary
-from online_models import evaluation
 from schemas.records import Transaction
 from schemas.settings import SecretStr, Settings
 
@@ -33,7 +33,8 @@ async def test_worker_and_evaluate_score_the_same_stream_identically(redis_url: 
            if ev.kind == "transaction"]
 
     redis = Redis.from_url(redis_url)
-    engine = FraudEngine.from_settings(settings)  # one worker: its learner trains what it serves (published at once here)
+    # one worker: its learner trains what it serves (published at once here)
+    engine = FraudEngine.from_settings(settings)
     worker = FraudProcessor(settings, engine, FraudStore(redis, RedisKeys.from_settings(settings), settings),
                             clock=lambda: START)
     learner = Learner(settings, engine, worker.metrics)
@@ -46,8 +47,8 @@ async def test_worker_and_evaluate_score_the_same_stream_identically(redis_url: 
                                    if e.topic == settings.learn_topic])
 
     for offset, ev in enumerate(sim):
-        decided = await worker.transactions.on_transactions([RawMessage("transactions", 0, offset,
-                                                                        ev.key.encode(), json.dumps(ev.payload).encode())])
+        raw = RawMessage("transactions", 0, offset, ev.key.encode(), json.dumps(ev.payload).encode())
+        decided = await worker.transactions.on_transactions([raw])
         (decision,) = decided.decisions
         worker_scores.append(decision.score)
         await learn(decided, offset)

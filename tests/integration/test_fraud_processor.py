@@ -47,8 +47,8 @@ async def processor(redis_url: str):
     settings = Settings(redis_url=SecretStr(redis_url), redis_key_prefix=f"ss:t:{uuid.uuid4().hex[:6]}",
                         label_horizon_s=100.0)
     redis = Redis.from_url(redis_url)
-    proc = FraudProcessor(settings, FraudEngine.from_settings(settings), FraudStore(redis, RedisKeys.from_settings(settings),
-                                                                       settings), clock=lambda: NOW)
+    store = FraudStore(redis, RedisKeys.from_settings(settings), settings)
+    proc = FraudProcessor(settings, FraudEngine.from_settings(settings), store, clock=lambda: NOW)
     yield proc
     await redis.aclose()
 
@@ -140,8 +140,8 @@ async def test_a_chargeback_after_the_horizon_is_learned_as_a_correction(process
 async def test_redis_down_still_decides_degraded() -> None:
     settings = Settings(redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"))
     redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_connect_timeout=0.5)
-    proc = FraudProcessor(settings, FraudEngine.from_settings(settings), FraudStore(redis, RedisKeys.from_settings(settings),
-                                                                      settings), clock=lambda: NOW)
+    store = FraudStore(redis, RedisKeys.from_settings(settings), settings)
+    proc = FraudProcessor(settings, FraudEngine.from_settings(settings), store, clock=lambda: NOW)
     outcome = await proc.transactions.on_transactions([msg(tx_bytes(i), i) for i in range(3)])
     raw = tx_bytes(3)
     answers, _, durable = await proc.transactions.on_api_transactions([(raw, proc.transactions.decode(raw, NOW))],

@@ -12,11 +12,11 @@ import urllib.request
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from api_client import call
 from redis.asyncio import Redis
 
 from agents.api.auth import new_api_key
 from agents.stores.keys import RedisKeys
-from api_client import call
 from schemas.settings import Settings
 from streams.fraud_features import UserState
 
@@ -111,7 +111,8 @@ async def redis_hits(settings: Settings) -> tuple[list[str], int]:
     return hits, scanned
 
 
-def test_canary_ids_appear_in_no_redis_key_or_value_log_line_or_metric_and_tags_are_keyed(settings: Settings, worker) -> None:
+def test_canary_ids_appear_in_no_redis_key_or_value_log_line_or_metric_and_tags_are_keyed(settings: Settings,
+                                                                                          worker) -> None:
     asyncio.run(traffic(settings))
     assert api_calls(settings) == [200, 422, 200]
     with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=2) as response:

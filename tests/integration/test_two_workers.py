@@ -13,11 +13,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from agents.stores.checkpoints import RedisCheckpoints
 from agents.commands.topics import create_topics
 from agents.dev.embedded import ManagedProcess, free_port
-from schemas.settings import Settings
 from agents.dev.probes import metric, ready
+from agents.stores.checkpoints import RedisCheckpoints
+from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ async def scenario(settings: Settings, ports: list[int]) -> tuple[dict[str, str]
                     doc = json.loads(r.value)
                     if doc["event_id"].startswith("probe"):
                         versions[doc["event_id"]] = doc["model_version"]
-        per_worker = [metric(p, "streamsense_decisions_total") - b for p, b in zip(ports, decided_before)]
+        per_worker = [metric(p, "streamsense_decisions_total") - b for p, b in zip(ports, decided_before, strict=True)]
         # The learner decides with its live model and publishes it at the next checkpoint interval.
         published, deadline = set(), time.monotonic() + 5 * settings.checkpoint_interval_s + 5
         while not set(versions.values()) <= published and time.monotonic() < deadline:
@@ -99,7 +99,7 @@ def test_two_workers_serve_the_one_published_model(settings: Settings, tmp_path)
         for proc, _ in workers:
             proc.stop()
     logs = [(tmp_path / f"worker-{n}.log").read_text() for n in ("a", "b")]
-    publishers = [n for n, log in zip("ab", logs) if "published fraud checkpoint" in log]
+    publishers = [n for n, log in zip("ab", logs, strict=True) if "published fraud checkpoint" in log]
     assert len(publishers) == 1, publishers  # exactly one learner
     follower = logs["ab".index("b" if publishers == ["a"] else "a")]
     assert "serving fraud checkpoint" in follower

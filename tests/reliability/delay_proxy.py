@@ -21,7 +21,7 @@ class DelayProxy:
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
 
-    def __enter__(self) -> "DelayProxy":
+    def __enter__(self) -> DelayProxy:
         self._thread.start()
         if not self._ready.wait(5):
             raise RuntimeError("delay proxy did not start")

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
+from verifier import Ledger, Report, verify
 
 from agents.commands.topics import create_topics
 from agents.dev.embedded import ManagedProcess
 from agents.stores.keys import RedisKeys
 from schemas.settings import Settings
 from streams.fraud_features import UserState
-from verifier import Ledger, Report, verify
 
 USERS = 60
 

@@ -9,12 +9,12 @@ import asyncio
 import time
 
 import pytest
+from scenario import assert_nothing_lost_nothing_decided_twice, collect, create_all_topics, outcome, produce, start
+from verifier import Ledger, verify
 
 from agents.batching import EXIT_UNSENT
 from agents.faults import ENV
 from schemas.settings import Settings
-from scenario import assert_nothing_lost_nothing_decided_twice, collect, create_all_topics, outcome, produce, start
-from verifier import Ledger, verify
 
 pytestmark = pytest.mark.integration
 

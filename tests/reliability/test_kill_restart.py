@@ -7,11 +7,11 @@ import random
 from pathlib import Path
 
 import pytest
+from scenario import assert_nothing_lost_nothing_decided_twice, create_all_topics, outcome, produce, start
+from verifier import Ledger
 
 from agents.dev.embedded import ManagedProcess
 from schemas.settings import Settings
-from scenario import assert_nothing_lost_nothing_decided_twice, create_all_topics, outcome, produce, start
-from verifier import Ledger
 
 pytestmark = pytest.mark.integration
 CYCLES = 10

@@ -11,11 +11,11 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from scenario import collect, create_all_topics, start
 
 from agents.bench.io import rss_bytes
-from schemas.settings import Settings
-from scenario import collect, create_all_topics, start
 from agents.dev.probes import metric
+from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
 MB = 1024 * 1024

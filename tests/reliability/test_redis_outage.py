@@ -7,10 +7,10 @@ import asyncio
 import time
 
 import pytest
+from scenario import create_all_topics, first_decisions, produce_steady, start
 
 from agents.dev.embedded import ManagedProcess, start_redis
 from schemas.settings import SecretStr, Settings
-from scenario import create_all_topics, first_decisions, produce_steady, start
 
 pytestmark = pytest.mark.integration
 EVENTS = 600

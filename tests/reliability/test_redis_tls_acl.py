@@ -18,13 +18,13 @@ import pytest
 import redis
 import trustme
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from delay_proxy import DelayProxy
+from scenario import create_all_topics, first_decisions, produce_steady, start
 
 from agents.dev.embedded import start_redis
 from agents.dev.probes import metric, ready
 from agents.stores.keys import RedisKeys
 from schemas.settings import SecretStr, Settings
-from scenario import create_all_topics, first_decisions, produce_steady, start
-from delay_proxy import DelayProxy
 
 pytestmark = pytest.mark.integration
 EVENTS = 40
@@ -51,9 +51,9 @@ async def labels_and_reco_traffic(settings: Settings) -> dict:
             await producer.send(t.fraud_labels, json.dumps({"event_id": f"r{i}", "is_fraud": i % 4 == 0,
                                                             "ts": now}).encode(), key=f"r{i}".encode())
         for i in range(6):
-            await producer.send(t.interactions, json.dumps({"event_id": f"i{i}", "ts": now - 60 + i, "user_id": "shopper",
-                                                            "item_id": f"item{i % 3}", "kind": "view"}).encode(),
-                                key=b"shopper")
+            interaction = {"event_id": f"i{i}", "ts": now - 60 + i, "user_id": "shopper", "item_id": f"item{i % 3}",
+                           "kind": "view"}
+            await producer.send(t.interactions, json.dumps(interaction).encode(), key=b"shopper")
         await producer.send(t.reco_requests, json.dumps({"request_id": "q1", "user_id": "shopper", "k": 3,
                                                          "ts": now}).encode(), key=b"shopper")
         await producer.flush()

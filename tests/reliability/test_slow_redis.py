@@ -8,11 +8,11 @@ import statistics
 import time
 
 import pytest
-
-from schemas.settings import SecretStr, Settings
-from scenario import create_all_topics, first_decisions, produce_steady, start
-from agents.dev.probes import metric
 from delay_proxy import DelayProxy
+from scenario import create_all_topics, first_decisions, produce_steady, start
+
+from agents.dev.probes import metric
+from schemas.settings import SecretStr, Settings
 
 pytestmark = pytest.mark.integration
 EVENTS = 600

@@ -22,6 +22,7 @@ import base64
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 
 @dataclass
@@ -88,7 +89,7 @@ def verify(ledger: Ledger, decisions: list[dict], dead_letters: list[dict],
     for event_id, payload in ledger.valid.items():  # production order
         if event_id in decided_at:
             per_user[payload["user_id"]].append(decided_at[event_id])
-    violations = sum(a > b for times in per_user.values() for a, b in zip(times, times[1:]))
+    violations = sum(a > b for times in per_user.values() for a, b in pairwise(times))
     times = sorted(decided_at.values())
     mismatches = []
     if user_history is not None:
@@ -102,4 +103,4 @@ def verify(ledger: Ledger, decisions: list[dict], dead_letters: list[dict],
                   raw_duplicates=sum(len(ds) - 1 for ds in by_event.values()),
                   raw_duplicate_dead_letters=len(dead_letters) - len(offsets), order_violations=violations,
                   dead_letters_by_stage=dict(stages), state_mismatches=mismatches,
-                  longest_stall_s=max((b - a for a, b in zip(times, times[1:])), default=0.0))
+                  longest_stall_s=max((b - a for a, b in pairwise(times)), default=0.0))

@@ -65,8 +65,8 @@ def test_a_second_hop_is_refused_even_when_signed() -> None:
         signer.verify(signer.sign(*REQUEST, hop=2), *REQUEST)
 
 
-@pytest.mark.parametrize("mark", ["", "v=1", "v=1;kid=k0;ts=x;hop=1;nonce=n;sig=s", "v=2;kid=k0;ts=1;hop=1;nonce=n;sig=s",
-                                  "v=1;kid=k9;ts=1000;hop=1;nonce=n;sig=s"])
+@pytest.mark.parametrize("mark", ["", "v=1", "v=1;kid=k0;ts=x;hop=1;nonce=n;sig=s",
+                                  "v=2;kid=k0;ts=1;hop=1;nonce=n;sig=s", "v=1;kid=k9;ts=1000;hop=1;nonce=n;sig=s"])
 def test_malformed_or_unknown_marks_are_refused(mark) -> None:
     with pytest.raises(ForwardRefused):
         keys().verify(mark, *REQUEST)

@@ -7,8 +7,16 @@ import math
 from hypothesis import given, settings, strategies as st
 
 from schemas.records import Transaction
-from streams.fraud_features import (DAY, FEATURE_NAMES, FeatureConfig, MerchantUpdate, UserState,
-                                    apply_merchant_update, merchant_label_update, transaction_features)
+from streams.fraud_features import (
+    DAY,
+    FEATURE_NAMES,
+    FeatureConfig,
+    MerchantUpdate,
+    UserState,
+    apply_merchant_update,
+    merchant_label_update,
+    transaction_features,
+)
 
 T0 = 1_700_000_000.0
 CFG = FeatureConfig(allowed_lateness_s=300.0)

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import orjson
 
-from schemas.internal_records import (LabelledExample, Snapshot, StoredDecision, UnlabelledExample, example_from_doc,
-                                      learn_batches, read_learn_batch)
+from schemas.internal_records import (
+    LabelledExample,
+    Snapshot,
+    StoredDecision,
+    UnlabelledExample,
+    example_from_doc,
+    learn_batches,
+    read_learn_batch,
+)
 from schemas.records import FraudDecision, Reason
 
 SNAPSHOT = Snapshot({"amount": 12.5, "hour": 3.0}, "m1", 1_700_000_000.0, 0.125)

@@ -13,11 +13,29 @@ from hypothesis import given, settings, strategies as st
 from online_models.engine import FraudEngine
 from schemas import errors
 from schemas.contracts import CONTRACTS, load_schema, readme_section
-from schemas.records import (CHANNELS, DeadLetter, DriftSignal, FraudDecision, FraudLabel, Interaction, ModelEvent,
-                             RecoRequest, Recommendation, Transaction)
+from schemas.records import (
+    CHANNELS,
+    DeadLetter,
+    DriftSignal,
+    FraudDecision,
+    FraudLabel,
+    Interaction,
+    ModelEvent,
+    RecoRequest,
+    Recommendation,
+    Transaction,
+)
 from schemas.settings import Settings
-from schemas.validation import (INTERACTIONS, LABELS, RECO_REQUESTS, TRANSACTIONS, UNKEYED, InputRules, Shape,
-                                decode as decode_shape)
+from schemas.validation import (
+    INTERACTIONS,
+    LABELS,
+    RECO_REQUESTS,
+    TRANSACTIONS,
+    UNKEYED,
+    InputRules,
+    Shape,
+    decode as decode_shape,
+)
 
 NOW = 1_795_514_400.0
 RULES = InputRules(max_bytes=65536, max_past_s=30 * 86400.0, max_future_s=3600.0)
@@ -59,7 +77,8 @@ def test_the_readme_shows_the_generated_examples() -> None:
 
 def test_a_real_decision_and_a_real_dead_letter_match_their_schemas() -> None:
     tx = decode(valid_tx())
-    check("fraud_decision.schema.json", FraudEngine.from_settings(Settings()).score(tx, None, {}, decided_at=NOW).decision.to_dict())
+    decision = FraudEngine.from_settings(Settings()).score(tx, None, {}, decided_at=NOW).decision
+    check("fraud_decision.schema.json", decision.to_dict())
     letter = DeadLetter.from_raw(b"x" * 5000, key=None, source_topic="transactions", partition=0, offset=3,
                                  stage="validate", error=ValueError("boom"), cap=4096, failed_at=NOW)
     assert letter.truncated and letter.raw_size == 5000
