@@ -3,12 +3,12 @@
 Faust acks every event of a ``take_events`` batch when the loop body ends, also when it raises.
 So nothing may escape the body:
 
-- Any exception while handling a batch is isolated to the messages that cause it: a transient
-  one (Redis, network) is first retried on the whole batch; then the batch is split in halves,
-  each handled on its own, down to single messages. A message that still fails alone becomes a
-  dead letter with the agent's stage and its error; every other message is decided. A message
-  that fails only in company (with another message of its batch) is decided once the halves
-  separate them.
+- Any exception while handling a batch is isolated to the messages that cause it: the batch is
+  split in halves, each handled on its own, down to single messages. A message that still fails
+  alone becomes a dead letter with the agent's stage and its error; every other message is
+  decided. A message that fails only in company (with another message of its batch) is decided
+  once the halves separate them. A transient failure (Redis, network, a commit race) is retried
+  on the same batch instead, with backoff; one that persists dead-letters the batch.
 - Outputs are sent and awaited before the body ends. A send the broker does not acknowledge is
   sent again with backoff; if it still fails, the process exits at once (``EXIT_UNSENT``)
   instead of stopping gracefully: a graceful stop acks the batch in hand (``take_events`` acks in
@@ -29,13 +29,13 @@ from typing import NoReturn
 import faust
 from redis.exceptions import RedisError
 
-from agents.messages import Emit, RawMessage, dead_letter
+from agents.messages import Emit, RawMessage, Transient, dead_letter
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
 
 BATCH_ATTEMPTS = 3
-TRANSIENT = (RedisError, OSError, RuntimeError)  # what retrying the same batch can cure
+TRANSIENT = (RedisError, OSError, Transient)  # what retrying the same batch can cure
 PRODUCE_ATTEMPTS = 5
 EXIT_UNSENT = 75  # EX_TEMPFAIL: outputs the broker would not take; restart to redeliver the batch
 
@@ -95,37 +95,30 @@ async def emit_all(app: faust.App, emits: Sequence[Emit],
 
 async def guarded(handle: Handle, messages: list[RawMessage], settings: Settings, stage: str,
                   metrics=None) -> list[Emit]:
-    """``handle``'s outputs for the batch; never raises an Exception (see the module's docstring)."""
+    """``handle``'s outputs for the batch; never raises an Exception (see the module's docstring).
+
+    A transient failure is retried; if it persists, the dependency is down, not a message at
+    fault, so no smaller part would fare better: every message becomes a dead letter (and
+    bisecting would cost a timeout per part)."""
     for attempt in range(1, BATCH_ATTEMPTS + 1):
         try:
             return await handle(messages)
         except TRANSIENT as exc:
             log.warning("%s batch of %d failed (attempt %d/%d): %s", stage, len(messages), attempt,
                         BATCH_ATTEMPTS, exc)
-            error: Exception = exc
-            if attempt < BATCH_ATTEMPTS:
-                await asyncio.sleep(0.2 * 2 ** attempt)
+            if attempt == BATCH_ATTEMPTS:
+                return [dead_letter(settings, m, stage, exc, time.time(), metrics) for m in messages]
+            await asyncio.sleep(0.2 * 2 ** attempt)
         except Exception as exc:  # noqa: BLE001 - the isolation boundary: no exception may ack-and-lose
-            log.exception("%s batch of %d failed; isolating the messages that cause it", stage, len(messages))
-            error = exc
-            break
-    return await isolated(handle, messages, error, settings, stage, metrics)
-
-
-async def isolated(handle: Handle, messages: list[RawMessage], error: Exception, settings: Settings, stage: str,
-                   metrics=None) -> list[Emit]:
-    """``messages`` failed together with ``error``: each half on its own, down to single messages,
-    which become dead letters when they fail alone."""
-    if len(messages) == 1:
-        return [dead_letter(settings, messages[0], stage, error, time.time(), metrics)]
-    half = len(messages) // 2
-    emits: list[Emit] = []
-    for part in (messages[:half], messages[half:]):
-        try:
-            emits.extend(await handle(part))
-        except Exception as exc:  # noqa: BLE001 - see guarded
-            emits.extend(await isolated(handle, part, exc, settings, stage, metrics))
-    return emits
+            if len(messages) == 1:
+                log.error("%s failed alone at %s", stage, messages[0].source, exc_info=exc)
+                return [dead_letter(settings, messages[0], stage, exc, time.time(), metrics)]
+            log.warning("%s batch of %d failed (%s: %s); handling each half on its own", stage, len(messages),
+                        type(exc).__name__, exc)
+            half = len(messages) // 2
+            return (await guarded(handle, messages[:half], settings, stage, metrics)
+                    + await guarded(handle, messages[half:], settings, stage, metrics))
+    raise AssertionError("unreachable")
 
 
 async def run_batches(app: faust.App, stream: faust.StreamT, handle: Handle, settings: Settings, stage: str,

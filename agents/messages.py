@@ -14,6 +14,10 @@ log = logging.getLogger(__name__)
 API_SOURCE = "api"
 
 
+class Transient(RuntimeError):
+    """Handling the same batch again may succeed (its decisions raced another worker's)."""
+
+
 @dataclass(frozen=True)
 class RawMessage:
     topic: str

@@ -32,7 +32,7 @@ from agents.breaker import CircuitBreaker
 from agents.fraud_outcome import FraudOutcome
 from agents.intake import Intake
 from agents.label_path import LabelPath
-from agents.messages import API_SOURCE, Emit, RawMessage, refuse
+from agents.messages import API_SOURCE, Emit, RawMessage, Transient, refuse
 from agents.metrics import Metrics
 from agents.stores.fraud import FraudStore, LoadedState, WriteBatch
 from online_models.engine import MODEL_NAME, FraudEngine
@@ -166,7 +166,7 @@ class TransactionPath:
                 return plan.outcome, True
             # Another worker decided some of these event_ids meanwhile: reload and redo.
             log.info("%d decisions raced with another worker; reloading batch", len(taken))
-        raise RuntimeError("decision commit kept conflicting; giving up on this batch")
+        raise Transient("decision commit kept conflicting; giving up on this batch")
 
     def _plan(self, valid: list[tuple[RawMessage, Transaction]], loaded: LoadedState, started: float) -> Plan:
         plan = Plan(FraudOutcome(), WriteBatch(), [], [])

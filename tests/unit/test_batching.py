@@ -9,7 +9,7 @@ import json
 import pytest
 
 from agents import batching
-from agents.messages import Emit, RawMessage
+from agents.messages import Emit, RawMessage, Transient
 from schemas.settings import Settings
 
 SETTINGS = Settings()
@@ -39,7 +39,8 @@ def outcome(emits: list[Emit]) -> tuple[list[bytes], dict[int, tuple[str, str]]]
             {d["offset"]: (d["stage"], d["error_code"]) for d in letters})
 
 
-@pytest.mark.parametrize("kind", [ValueError, KeyError, TypeError, ZeroDivisionError, UnicodeError, LookupError])
+@pytest.mark.parametrize("kind", [ValueError, KeyError, TypeError, ZeroDivisionError, UnicodeError, LookupError,
+                                  RuntimeError])
 async def test_any_exception_is_isolated_to_the_message_that_raises_it(kind) -> None:
     handle, _ = handler(lambda batch: kind("bad") if any(m.offset in (3, 11) for m in batch) else None)
     decided, letters = outcome(await batching.guarded(handle, messages(16), SETTINGS, "batch"))
@@ -55,9 +56,10 @@ async def test_messages_that_fail_only_together_are_each_decided_once_apart() ->
     assert calls == [list(range(12)), list(range(6)), list(range(6, 12))]
 
 
-async def test_a_transient_failure_is_retried_on_the_whole_batch_first(monkeypatch) -> None:
+@pytest.mark.parametrize("error", [ConnectionError("redis away"), Transient("commit raced another worker")])
+async def test_a_transient_failure_is_retried_on_the_whole_batch(monkeypatch, error) -> None:
     monkeypatch.setattr(batching.asyncio, "sleep", lambda s: pause(0))
-    failures = iter([ConnectionError("redis away")])
+    failures = iter([error])
     handle, calls = handler(lambda batch: next(failures, None))
     decided, letters = outcome(await batching.guarded(handle, messages(4), SETTINGS, "label_join"))
     assert len(decided) == 4 and letters == {} and calls == [[0, 1, 2, 3]] * 2
