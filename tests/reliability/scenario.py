@@ -104,7 +104,8 @@ async def first_decisions(settings: Settings, events: int) -> dict[str, dict]:
 
 
 async def collect(settings: Settings, expected: int, timeout: float = 180.0) -> tuple[list[dict], list[dict]]:
-    """Every decision and dead letter, until ``expected`` outcomes came and nothing more for 5 s."""
+    """Every decision and dead letter, until ``expected`` outcomes of transactions came (dead letters
+    of other topics, labels for example, do not count) and nothing more for 5 s."""
     t = settings.topics
     consumer = AIOKafkaConsumer(t.fraud_decisions, t.dead_letters, bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
@@ -119,7 +120,8 @@ async def collect(settings: Settings, expected: int, timeout: float = 180.0) -> 
                 target.extend(json.loads(r.value) for r in records)
             if batch:
                 idle_since = time.monotonic()
-            if len({d["event_id"] for d in decisions}) + len(dead) >= expected and time.monotonic() - idle_since > 5:
+            outcomes = len({d["event_id"] for d in decisions}) + sum(d["source_topic"] == t.transactions for d in dead)
+            if outcomes >= expected and time.monotonic() - idle_since > 5:
                 break
     finally:
         await consumer.stop()

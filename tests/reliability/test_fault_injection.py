@@ -28,12 +28,12 @@ def test_arbitrary_exceptions_anywhere_lose_no_transaction(settings: Settings, t
     try:
         asyncio.run(produce(settings, ledger, 800, 8.0, repeats=False, label_every=4))
         decisions, dead = asyncio.run(collect(settings, len(ledger.valid) + ledger.malformed))
-        assert worker.alive()
+        assert worker.alive(), "the worker died: see its log"
     finally:
         worker.stop()
     report = verify(ledger, decisions, dead)
     print(f"valid {len(ledger.valid)}, dead-lettered {len(report.dead_lettered)}; {report}")
-    assert report.missing == [] and report.two_outcomes == [] and report.effective_duplicates == []
+    assert report.missing == [] and report.two_outcomes == [] and report.effective_duplicates == [], report
     # Not asserted here: a user's decisions in production order. When a batch raises after its
     # commit, its retry can decide an event whose scoring failed in the first attempt after a
     # later event of the same user that the first attempt committed.
