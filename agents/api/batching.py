@@ -16,6 +16,8 @@ has no such record, so its callers are answered only once the broker has the dec
 
 The batches run in their own task: a client that hangs up cancels only its own wait, never the
 batch other requests are in. A request repeating an event_id already waiting shares its answer.
+The queue is bounded where requests enter the API: at most ``api_max_pending`` are in progress
+on a worker, and one more is answered 503 with ``Retry-After`` (agents.api.limits.Pending).
 """
 
 from __future__ import annotations
