@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import pytest
@@ -17,7 +18,7 @@ from agents.dev.stack import start_worker, wait_ready
 
 pytestmark = pytest.mark.integration
 
-TOKENS, API_KEYS = keys(("payments", "score,recommend"),)
+TOKENS, API_KEYS = keys(("payments", "score,recommend"), ("greedy", "recommend"))
 USERS = [f"u-route-{i}" for i in range(12)]
 
 
@@ -40,7 +41,9 @@ def stable_owners(ports: list[int], timeout: float = 90.0) -> dict[str, str]:
 
 def test_a_request_to_the_wrong_worker_is_answered_by_the_owner(broker, redis_url, tmp_path):
     # A short prediction cache TTL keeps the settling probes honest (each asks the owner again).
-    settings = api_settings(broker, redis_url, tmp_path, API_KEYS, api_reco_cache_ttl_s=0.0)
+    # A low rate lets the last check outrun the refill however slow forwarding is on a loaded machine.
+    settings = api_settings(broker, redis_url, tmp_path, API_KEYS, api_reco_cache_ttl_s=0.0, api_rate_per_s=20.0,
+                            api_burst=60)
     (a, port_a), (b, port_b) = start_worker(settings, 0, tmp_path), start_worker(settings, 1, tmp_path)
     with a, b:
         wait_ready(a, port_a)
@@ -72,6 +75,7 @@ def test_a_request_to_the_wrong_worker_is_answered_by_the_owner(broker, redis_ur
         assert counts == {u: 2 for u in USERS}
         ids_cannot_change_the_route(settings, port_a, port_b, url)
         a_forwarded_request_is_not_forwarded_again(settings, owners, url)
+        forwarded_requests_count_against_the_client_where_they_arrive(settings, owners, url)
 
 
 def ids_cannot_change_the_route(settings, port_a: int, port_b: int, url: dict[int, str]) -> None:
@@ -100,3 +104,19 @@ def a_forwarded_request_is_not_forwarded_again(settings, owners: dict[str, str],
     mark = signer.sign(here, "GET", path, b"", f"Bearer {TOKENS['payments']}")
     status, head, _ = call(port, "GET", path, TOKENS["payments"], headers={"X-Streamsense-Forward": mark})
     assert status == 200 and head["X-Streamsense-Served-By"] == here != owners[user]
+
+
+def forwarded_requests_count_against_the_client_where_they_arrive(settings, owners: dict[str, str],
+                                                                   url: dict[int, str]) -> None:
+    """A client sending everything to a worker that forwards it all still meets its rate there."""
+    user = USERS[0]
+    port = next(p for p, u in url.items() if u != owners[user])
+    started, answers = time.monotonic(), []
+    with ThreadPoolExecutor(8) as pool:
+        while not any(status == 429 for status, _, _ in answers):
+            assert time.monotonic() - started < 60, "never limited"
+            answers += pool.map(lambda _: call(port, "GET", f"/v1/recommendations/{user}?k=2", TOKENS["greedy"]),
+                                range(40))
+            served = [head["X-Streamsense-Served-By"] for status, head, _ in answers if status == 200]
+            assert len(served) <= settings.api_burst + settings.api_rate_per_s * (time.monotonic() - started) + 1
+    assert set(served) == {owners[user]} and all(status in (200, 429) for status, _, _ in answers)
