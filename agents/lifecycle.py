@@ -1,11 +1,17 @@
 """Publishing and following fraud-model checkpoints (the registry is agents.stores.checkpoints).
 
-- On start, every worker restores the newest verified checkpoint (a fresh model when there is none).
+- On start, every worker restores the newest checkpoint that verifies and loads (a fresh model when
+  there is none). Redis down at start: the worker starts anyway on the fresh model (its decisions are
+  degraded) and restores as soon as Redis answers.
 - The learner (agents.learner) publishes its model every ``checkpoint_interval_s`` when it has
-  learned, stamped with the offsets it has read, and on a clean stop.
+  learned, stamped with the learn-topic offsets it has learned through, and on a clean stop.
 - Every worker follows the ``latest`` pointer (1 s): a version it did not publish itself -- the
   learner's, or one an operator promoted or rolled back to -- is verified and loaded, and learning
   (if this worker learns) goes on from there.
+- Where learning goes on from: a checkpoint that is the newest of its lineage carries the learner's
+  position, and the learner resumes right after it (what the model learned after it but never
+  published is learned again, what it already holds is not). An operator's promote or rollback
+  keeps the learner where it is: the examples in between are deliberately not learned again.
 """
 
 from __future__ import annotations
@@ -13,9 +19,7 @@ from __future__ import annotations
 import logging
 import time
 
-import faust
-from faust.exceptions import ConsumerNotStarted
-
+from agents.learner import Learner
 from agents.stores.checkpoints import RedisCheckpoints
 from online_models.checkpoints import CheckpointRejected
 from online_models.engine import FraudEngine
@@ -24,54 +28,61 @@ log = logging.getLogger(__name__)
 ROLE = "fraud"
 
 
-def read_offsets(app: faust.App) -> dict[str, int]:
-    try:
-        consumer = app.consumer
-        return {f"{tp.topic}/{tp.partition}": offset for tp in consumer.assignment()
-                if (offset := consumer._read_offset.get(tp)) is not None}  # noqa: SLF001 - see agents.web
-    except ConsumerNotStarted:  # stopping before the consumer ever started: nothing read yet
-        return {}
-
-
 class ModelLifecycle:
-    def __init__(self, engine: FraudEngine, store: RedisCheckpoints, app: faust.App) -> None:
-        self.engine = engine  # the runtime's: loading a checkpoint replaces the models it serves
+    def __init__(self, engine: FraudEngine, learner: Learner | None, store: RedisCheckpoints) -> None:
+        self.engine = engine  # the worker's: loading a checkpoint replaces the models it serves
+        self.learner = learner  # positioned by the checkpoints it loads, stamps the ones it publishes
         self.store = store
-        self.app = app
+        self.restored = False  # the registry was read once (Redis may be down when the worker starts)
         self.serving_version: int | None = None  # the checkpoint version loaded or published last
         self.mine: set[int] = set()  # versions this worker published
         self.published_model = engine.model_version
 
     async def restore(self) -> None:
-        found = await self.store.restore(ROLE)
+        newest = max(await self.store.versions(ROLE), default=None)
+        found = await self.store.restore(ROLE, lambda models, header: self._install(models, header, newest))
+        self.restored = True
         if found is None:
             log.info("no valid %s checkpoint: starting from a fresh model", ROLE)
-            return
-        self.engine.load(found[0])
-        self.serving_version = found[1]["version"]
-        self.published_model = self.engine.model_version
+
+    def _install(self, models: object, header: dict, newest: int | None) -> None:
+        """Serve ``models``; the learner resumes after the checkpoint's offsets when it is the newest."""
+        engine = self.engine
+        previous = engine.models()
+        try:
+            engine.load(models)  # type: ignore[arg-type]
+        except (KeyError, TypeError, AttributeError) as exc:  # not the models this code expects
+            engine.load(previous)
+            raise CheckpointRejected(f"verifies but cannot be installed: {exc!r}") from exc
+        self.serving_version, self.published_model = header["version"], engine.model_version
+        if header["version"] == newest and self.learner is not None:
+            self.learner.resume_after(header.get("offsets") or {})
 
     async def publish_if_learned(self) -> None:
         engine = self.engine
-        if engine.model_version == self.published_model:
+        # Never before the registry was read: a fresh model published then would supersede the lineage.
+        if not self.restored or engine.model_version == self.published_model or self.learner is None:
             return
-        header = {"model_version": engine.model_version, "offsets": read_offsets(self.app), "created_at": time.time()}
+        header = {"model_version": engine.model_version, "offsets": self.learner.position(),
+                  "created_at": time.time()}
         version = await self.store.save(ROLE, engine.models(), header)
         self.mine.add(version)
         self.serving_version, self.published_model = version, engine.model_version
         log.info("published %s checkpoint v%d (model %s)", ROLE, version, engine.model_version)
 
     async def follow(self) -> None:
+        if not self.restored:
+            await self.restore()
+            return
         latest = await self.store.latest(ROLE)
         if latest is None or latest == self.serving_version or latest in self.mine:
             return
+        newest = max(await self.store.versions(ROLE), default=None)
         try:
             models, header = await self.store.load(ROLE, latest)
+            self._install(models, header, newest)
         except CheckpointRejected as exc:
             log.error("refused checkpoint %s v%d: %s; serving v%s", ROLE, latest, exc, self.serving_version)
             self.serving_version = latest  # do not retry the same bad version every second
             return
-        self.engine.load(models)
-        self.serving_version, self.published_model = latest, self.engine.model_version
         log.info("serving %s checkpoint v%d (model %s)", ROLE, latest, header.get("model_version"))
-

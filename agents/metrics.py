@@ -41,10 +41,17 @@ class Metrics:
                             "labels", ["model"], registry=r)
         self.model_version = Gauge("streamsense_model_version", "Examples the model has learned (the number "
                                    "after the generation in model_version)", ["model"], registry=r)
+        self.learn_position = Gauge("streamsense_learn_position", "Last learn-topic offset the model holds "
+                                    "(what a checkpoint published now would resume after)", ["partition"],
+                                    registry=r)
         self.drift = Counter("streamsense_drift_signals_total", "Drift detections", ["target", "detector",
                              "severity"], registry=r)
         self.redis_errors = Counter("streamsense_redis_errors_total", "Failed Redis calls", ["operation"],
                                     registry=r)
+        self.redis_data_loss = Counter("streamsense_redis_data_loss", "Times Redis was found to have lost its "
+                                       "data (its epoch key vanished or changed)", registry=r)
+        self.redis_eviction_unsafe = Gauge("streamsense_redis_eviction_unsafe", "1 when Redis's maxmemory-policy "
+                                           "may evict decision guard keys", registry=r)
         self.breaker = Gauge("streamsense_circuit_breaker_state", "0 closed, 0.5 half-open, 1 open",
                              ["dependency"], registry=r)
         self.lag = Gauge("streamsense_consumer_lag", "Messages behind the high watermark", ["topic", "partition"],

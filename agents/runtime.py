@@ -13,16 +13,19 @@ from redis.exceptions import RedisError
 
 from agents.faults import Faults
 from agents.fraud_processor import FraudProcessor
-from agents.learner import Learner
+from agents.learner import LearnTopicReader, Learner
 from agents.lifecycle import ModelLifecycle
 from agents.metrics import Metrics
 from agents.reco_processor import RecoProcessor
 from agents.stores.checkpoints import RedisCheckpoints
+from agents.stores.keys import RedisKeys
+from agents.stores.trust import Epoch, EvictionReport, eviction_policy
 from online_models.engine import FraudEngine
 from online_models.reco_engine import RecoEngine
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
+TRUST_INTERVAL_S = 2.0  # how often the epoch and the eviction policy are read
 
 
 class Runtime(faust.Service):
@@ -39,15 +42,23 @@ class Runtime(faust.Service):
         self.redis: Redis | None = None
         self.processor: FraudProcessor | None = None
         self.reco: RecoProcessor | None = None
+        self.epoch: Epoch | None = None
+        self.eviction: EvictionReport | None = None
 
     async def on_start(self) -> None:
         self.redis = Redis.from_url(self.settings.redis_url.get_secret_value(), socket_timeout=2.0,
                                     socket_connect_timeout=2.0, health_check_interval=10)
         self.processor = FraudProcessor.on_redis(self.redis, self.settings, self.engine, self.metrics)
         self.reco = RecoProcessor.on_redis(self.redis, self.settings, self.reco_engine, self.metrics)
-        self.learner = Learner(self.settings, self.engine, self.metrics)
-        self.lifecycle = ModelLifecycle(self.engine, RedisCheckpoints.on_redis(self.redis, self.settings), self.app)
-        await self.lifecycle.restore()
+        self.learner = Learner(self.settings, self.engine, self.metrics, LearnTopicReader(self.settings, self.app))
+        self.lifecycle = ModelLifecycle(self.engine, self.learner, RedisCheckpoints.on_redis(self.redis, self.settings))
+        self.epoch = Epoch(self.redis, RedisKeys.from_settings(self.settings), self.settings.data_dir)
+        try:
+            await self.check_redis_trust()
+            await self.lifecycle.restore()
+        except (RedisError, OSError) as exc:  # start anyway: decide degraded, restore when Redis answers
+            log.error("Redis unreachable at start (%s): serving a fresh model, decisions degraded; the "
+                      "checkpoint is restored as soon as Redis answers", exc)
         faults = Faults.from_env()  # None unless a reliability test asks for faults
         if faults is not None:
             faults.install(self)
@@ -60,6 +71,30 @@ class Runtime(faust.Service):
                 log.warning("could not publish the last checkpoint: %s", exc)
         if self.redis is not None:
             await self.redis.aclose()
+
+    @faust.Service.timer(TRUST_INTERVAL_S)
+    async def _recheck_redis_trust(self) -> None:
+        try:
+            await self.check_redis_trust()
+        except (RedisError, OSError) as exc:  # Redis down: the breaker and /ready report that
+            log.debug("cannot check Redis's epoch and eviction policy: %s", exc)
+
+    async def check_redis_trust(self) -> None:
+        """Read Redis's eviction policy and epoch (agents.stores.trust); report what is unsafe."""
+        eviction = await eviction_policy(self.redis)
+        if eviction != self.eviction and eviction.warning():
+            log.error("!!! %s !!!", eviction.warning())
+        self.eviction = eviction
+        self.metrics.redis_eviction_unsafe.set(0.0 if eviction.safe else 1.0)
+        if await self.epoch.check():
+            self.metrics.redis_data_loss.inc()
+
+    def redis_warnings(self) -> list[str]:
+        """What makes the decision guard untrustworthy right now (``/ready`` lists it)."""
+        found = [self.eviction.warning()] if self.eviction is not None else []
+        if self.epoch is not None and self.epoch.last_loss:
+            found.append(f"{self.epoch.last_loss} (seen {self.epoch.losses} time(s))")
+        return [w for w in found if w]
 
     async def redis_ok(self) -> bool:
         try:

@@ -1,6 +1,8 @@
 """The worker's HTTP endpoints on Faust's web server (127.0.0.1 unless configured):
 /metrics (Prometheus), /health (the process answers), /ready (partitions assigned and not
-rebalancing, Redis answers, models loaded). Consumer lag per partition is sampled every 2 s."""
+rebalancing, Redis answers, models loaded; ``warnings`` name what makes Redis untrustworthy for
+the decision guard: an evicting maxmemory-policy, data lost since the worker first saw it).
+Consumer lag per partition is sampled every 2 s."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ async def readiness(app: faust.App, runtime: Runtime) -> dict:
         "models_loaded": runtime.processor is not None and runtime.reco is not None,
     }
     runtime.metrics.ready.set(float(all(checks.values())))
-    return {"ready": all(checks.values()), **checks}
+    return {"ready": all(checks.values()), **checks, "warnings": runtime.redis_warnings()}
 
 
 def register_web(topology: Topology, runtime: Runtime) -> None:

@@ -109,9 +109,11 @@ class Settings:
     # Delayed labels
     label_horizon_s: float = 2 * 86400.0  # unlabelled after this much event time -> legitimate
     snapshot_ttl_s: int = 7 * 86400
-    # The event_id guard must outlive the acceptance window (max_past_s + max_future_s): a duplicate
-    # accepted after its guard expired would be decided a second time (checked in ``check``).
-    decision_ttl_s: int = 31 * 86400
+    # The decision guard (event_id -> stored decision) must outlive every way the event can come
+    # again: a copy accepted anywhere in the acceptance window, or a redelivery/replay of the input,
+    # which can trail the first decision by up to the input topics' retention (Kafka: 7 days).
+    max_replay_s: float = 7 * 86400.0
+    decision_ttl_s: int = 38 * 86400  # >= max_past_s + max_future_s + max_replay_s (check refuses less)
     state_ttl_s: int = 30 * 86400
     # Input limits
     max_event_bytes: int = 64 * 1024
@@ -293,10 +295,11 @@ class Settings:
         """The event-time windows must nest: what is accepted stays guarded, labelled and lateness-bounded."""
         if not (self.max_past_s > 0 and self.max_future_s >= 0):
             raise SettingsError("need max_past_s > 0 and max_future_s >= 0")
-        if self.decision_ttl_s < self.max_past_s + self.max_future_s:
+        guard_needs = self.max_past_s + self.max_future_s + self.max_replay_s
+        if self.decision_ttl_s < guard_needs:
             raise SettingsError(
-                f"decision_ttl_s ({self.decision_ttl_s:,} s) must be at least max_past_s + max_future_s "
-                f"({self.max_past_s + self.max_future_s:,.0f} s): a duplicate accepted after its event_id "
+                f"decision_ttl_s ({self.decision_ttl_s:,} s) must be at least max_past_s + max_future_s + "
+                f"max_replay_s ({guard_needs:,.0f} s): a duplicate or a replay accepted after its event_id "
                 "guard expired would be decided twice")
         if self.allowed_lateness_s > self.max_past_s:
             raise SettingsError("allowed_lateness_s must not exceed max_past_s")

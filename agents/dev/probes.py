@@ -3,6 +3,8 @@ dev`, the benchmarks and the tests alike."""
 
 from __future__ import annotations
 
+import json
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 
@@ -25,3 +27,12 @@ def ready(port: int, timeout: float = 2.0) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def ready_state(port: int, timeout: float = 5.0) -> dict:
+    """The body of /ready: each check, and the warnings about Redis (200 or 503 alike)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=timeout) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:  # 503: not ready, the same body
+        return json.load(exc)

@@ -3,14 +3,18 @@ a ``latest`` pointer that the learner moves when it publishes and an operator mo
 
 Writing a version is one MULTI/EXEC (blob, version index, pointer), so a reader never sees a
 pointer to a missing blob. Restoring verifies before unpickling and walks down from the pointer
-to the newest version that verifies; every refused one is logged with the reason. Each blob is
-signed for its slot (role, version, app id) with the newest signing key; any configured key
-verifies (online_models.checkpoints).
+to the newest version that verifies and loads; every refused one is logged with the reason. Each
+blob is signed for its slot (role, version, app id) with the newest signing key; any configured
+key verifies (online_models.checkpoints). A version that verifies but cannot be unpickled (a class
+renamed or moved since it was written) is refused like a tampered one, so it can never crash-loop
+a worker that restores it.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
+from typing import Callable
 
 from redis.asyncio import Redis
 
@@ -20,6 +24,11 @@ from schemas.keyring import KeyRing
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# What unpickling a verified blob raises when the code changed under it (module or class moved or
+# renamed, attributes changed) or the blob holds something else than models.
+UNLOADABLE = (pickle.UnpicklingError, AttributeError, ImportError, EOFError, IndexError, KeyError, TypeError,
+              ValueError)
 
 
 class RedisCheckpoints:
@@ -74,16 +83,27 @@ class RedisCheckpoints:
         blob = await self.redis.get(self.keys.checkpoint(role, version))
         if blob is None:
             raise CheckpointRejected(f"{role} checkpoint v{version} does not exist")
-        return unseal(blob, self.signing, self._slot(role, version))
+        try:
+            return unseal(blob, self.signing, self._slot(role, version))
+        except CheckpointRejected:
+            raise
+        except UNLOADABLE as exc:
+            raise CheckpointRejected(f"verifies but cannot be loaded: {exc!r}") from exc
 
-    async def restore(self, role: str) -> tuple[object, dict] | None:
-        """The newest verified checkpoint at or below the ``latest`` pointer, or None (fallback model)."""
+    async def restore(self, role: str, install: Callable[[object, dict], None] | None = None
+                      ) -> tuple[object, dict] | None:
+        """The newest verified checkpoint at or below the ``latest`` pointer, or None (fallback model).
+
+        ``install`` puts the models to use; if it raises CheckpointRejected, the next older version is tried.
+        """
         latest = await self.latest(role)
         for version in sorted((v for v in await self.versions(role) if latest is None or v <= latest),
                               reverse=True):
             try:
                 models, header = await self.load(role, version)
-            except (CheckpointRejected, ValueError) as exc:
+                if install is not None:
+                    install(models, header)
+            except CheckpointRejected as exc:
                 log.error("refused checkpoint %s v%d: %s", role, version, exc)
                 continue
             log.info("restored checkpoint %s v%d (model %s, offsets %s)", role, version,
@@ -97,6 +117,6 @@ class RedisCheckpoints:
             blob = await self.redis.get(self.keys.checkpoint(role, version))
             try:
                 out.append(read_header(blob or b""))
-            except (CheckpointRejected, ValueError) as exc:
+            except (CheckpointRejected, ValueError) as exc:  # ValueError: a header that is not JSON
                 out.append({"role": role, "version": version, "error": str(exc)})
         return out

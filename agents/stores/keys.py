@@ -63,6 +63,10 @@ class RedisKeys:
         """Sorted set event_id -> commit time of HTTP decisions the broker has not acknowledged yet."""
         return f"{self.prefix}:unpublished"
 
+    def epoch(self) -> str:
+        """Written once, never expires: its absence later means Redis lost its data (agents.stores.trust)."""
+        return f"{self.prefix}:epoch"
+
     # -- model checkpoints --------------------------------------------------------------------
     def checkpoint(self, role: str, version: int) -> str:
         """One signed checkpoint blob."""

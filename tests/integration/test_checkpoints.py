@@ -1,6 +1,6 @@
-"""The checkpoint registry (real Redis): newest valid restored; tampered, truncated, foreign refused;
-signing keys rotate (old checkpoints still load, new ones signed with the new key); a signed blob
-moved to another version, role or deployment is refused."""
+"""The checkpoint registry (real Redis): newest valid restored; tampered, truncated, foreign, unloadable
+refused; signing keys rotate (old checkpoints still load, new ones signed with the new key); a signed
+blob moved to another version, role or deployment is refused."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
+from agents.lifecycle import ModelLifecycle
 from agents.stores.checkpoints import RedisCheckpoints
 from agents.stores.keys import RedisKeys
 from online_models.checkpoints import CheckpointRejected, read_header
@@ -127,3 +128,29 @@ async def test_rotation_old_checkpoints_load_new_ones_use_the_new_key_moved_blob
         models, header = await rotated.restore("fraud")
     assert header["version"] == 1 and models == {"v": 1}  # the moved v2 is skipped, the genuine v1 serves
     assert any("refused checkpoint fraud v2: signed for version 1" in r.getMessage() for r in caplog.records)
+
+
+class Unloadable:
+    """Pickles fine, fails to unpickle: what a checkpoint of a class since renamed or changed does."""
+
+    def __reduce__(self):
+        return int, ("not a number",)
+
+
+async def test_a_checkpoint_that_verifies_but_cannot_be_loaded_is_skipped_for_the_next_older(registry, caplog) -> None:
+    store = RedisCheckpoints(*registry, ring(OLD), "app")
+    engine = trained_engine(80)
+    await store.save("fraud", engine.models(), {"model_version": engine.model_version})
+    await store.save("fraud", {"lifecycle": Unloadable(), "anomaly": None}, {})  # v2: signed, not loadable
+    await store.save("fraud", {"not": "models"}, {})  # v3: loads, but is not what the engine holds
+    served = FraudEngine.from_settings(Settings())
+    lifecycle = ModelLifecycle(served, None, store)
+    with caplog.at_level(logging.ERROR):
+        await lifecycle.restore()
+    refused = [r.getMessage() for r in caplog.records if "refused checkpoint" in r.getMessage()]
+    assert any("fraud v2" in m and "cannot be loaded" in m and "ValueError" in m for m in refused), refused
+    assert any("fraud v3" in m and "cannot be installed" in m for m in refused), refused
+    assert lifecycle.serving_version == 1 and served.model_version == engine.model_version
+    assert probe_scores(served) == probe_scores(engine)
+    with pytest.raises(CheckpointRejected, match="cannot be loaded"):  # and the follower refuses it too
+        await store.load("fraud", 2)

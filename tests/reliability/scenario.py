@@ -70,14 +70,14 @@ async def produce(settings: Settings, ledger: Ledger, events: int, span_s: float
         await producer.stop()
 
 
-async def produce_steady(settings: Settings, events: int, span_s: float) -> None:
-    """``events`` valid transactions r0, r1... of 30 users, evenly over ``span_s`` seconds."""
+async def produce_steady(settings: Settings, events: int, span_s: float, prefix: str = "r") -> None:
+    """``events`` valid transactions r0, r1... (``prefix``) of 30 users, evenly over ``span_s`` seconds."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
     now, started = time.time(), time.monotonic()
     try:
         for i in range(events):
-            doc = {"event_id": f"r{i}", "ts": now - 900 + i, "user_id": f"u{i % 30}", "merchant_id": "m",
+            doc = {"event_id": f"{prefix}{i}", "ts": now - 900 + i, "user_id": f"u{i % 30}", "merchant_id": "m",
                    "amount": 10.0 + i % 90, "currency": "EUR", "country": "FR", "channel": "web"}
             await producer.send(settings.topics.transactions, json.dumps(doc).encode(), key=doc["user_id"].encode())
             await asyncio.sleep(max(0.0, (i + 1) * span_s / events - (time.monotonic() - started)))
@@ -86,8 +86,14 @@ async def produce_steady(settings: Settings, events: int, span_s: float) -> None
         await producer.stop()
 
 
-async def first_decisions(settings: Settings, events: int) -> dict[str, dict]:
-    """The first decision for each event_id, until ``events`` have one (or 90 s)."""
+async def first_decisions(settings: Settings, events: int, prefix: str = "") -> dict[str, dict]:
+    """The first decision for each event_id starting with ``prefix``, until ``events`` have one (or 90 s)."""
+    return {event_id: docs[0] for event_id, docs in (await every_decision(settings, events, prefix)).items()}
+
+
+async def every_decision(settings: Settings, events: int, prefix: str = "") -> dict[str, list[dict]]:
+    """Every decision for each event_id starting with ``prefix`` (raw duplicates included), until
+    ``events`` have one (or 90 s)."""
     consumer = AIOKafkaConsumer(settings.topics.fraud_decisions, bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -97,7 +103,8 @@ async def first_decisions(settings: Settings, events: int) -> dict[str, dict]:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for r in records:
                     doc = json.loads(r.value)
-                    decisions.setdefault(doc["event_id"], doc)
+                    if doc["event_id"].startswith(prefix):
+                        decisions.setdefault(doc["event_id"], []).append(doc)
     finally:
         await consumer.stop()
     return decisions
