@@ -17,7 +17,7 @@ whatever offsets the consumer group committed meanwhile:
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def partition_key(topic: str, partition: int) -> str:

@@ -3,14 +3,19 @@
 Outcome per input message, exactly one of:
 - a decision for fraud-decisions (new, or the stored one again when Kafka redelivers the same
   offset after a crash: same bytes, so consumers see one effective decision);
-- a dead letter (invalid bytes, a duplicate event_id from another offset, a failure inside
+- a dead letter (invalid bytes, a duplicate event_id from another offset, the same event_id with
+  another payload -- a ``conflict``, never answered with the stored decision --, a failure inside
   feature or model code for that one event).
 
 Every decided event also goes to the learner unlabelled (the anomaly model learns all of them);
 a label that was parked before its transaction was decided is learned once the decision is
 committed (agents.label_path).
 
-Redis unreachable: events are still scored, from empty state, flagged ``degraded``.
+Redis unreachable: events are still scored, from empty state, flagged ``degraded``, and journaled
+(agents.journal) so that a redelivery gets the same decision and Redis stores it once it answers
+again. A commit whose
+reply is lost (a timeout after the script ran) is read back first: if the batch's decisions are
+stored, they are the answer, not a second, degraded decision.
 
 The HTTP API (``on_api_transactions``) goes through the same code. An event_id that arrives both
 ways is decided once: whichever comes second gets the stored decision. Batches and API events
@@ -31,13 +36,14 @@ from redis.exceptions import RedisError
 from agents.breaker import CircuitBreaker
 from agents.fraud_outcome import FraudOutcome
 from agents.intake import Intake
+from agents.journal import DegradedJournal
 from agents.label_path import LabelPath
 from agents.messages import API_SOURCE, Emit, RawMessage, Transient, refuse
 from agents.metrics import Metrics
 from agents.stores.fraud import FraudStore, LoadedState, WriteBatch
 from online_models.engine import MODEL_NAME, FraudEngine
 from schemas.errors import InvalidEvent
-from schemas.internal_records import LabelledExample, StoredDecision, UnlabelledExample
+from schemas.internal_records import LabelledExample, StoredDecision, UnlabelledExample, event_digest
 from schemas.records import Transaction
 from schemas.settings import Settings
 from schemas.validation import TRANSACTIONS
@@ -50,6 +56,14 @@ MAX_COMMIT_ATTEMPTS = 3
 
 class DuplicateEvent(InvalidEvent):
     """The event_id was already decided from another input offset."""
+
+
+class ConflictingEvent(InvalidEvent):
+    """The event_id was already decided for a different payload."""
+
+
+class EventConflict(RuntimeError):
+    """An API event whose event_id was decided for another payload (HTTP 409)."""
 
 
 class ScoringFailed(RuntimeError):
@@ -72,12 +86,13 @@ class Plan:
     batch: WriteBatch
     early: list[LabelledExample]  # labels that came first: learned once the commit holds
     decided: list[tuple[RawMessage, str, str]]  # (message, decision, outcome) for the metrics
+    records: dict[str, StoredDecision] = dataclasses.field(default_factory=dict)  # what the commit stores
 
 
 class TransactionPath:
     def __init__(self, settings: Settings, engine: FraudEngine, store: FraudStore, labels: LabelPath,
                  metrics: Metrics, clock: Callable[[], float] = time.time,
-                 breaker: CircuitBreaker | None = None) -> None:
+                 breaker: CircuitBreaker | None = None, journal: DegradedJournal | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.store = store
@@ -86,6 +101,7 @@ class TransactionPath:
         self.clock = clock
         self.breaker = breaker or CircuitBreaker(on_change=metrics.breaker_state)
         self.stats = TransactionStats()
+        self.journal = journal or DegradedJournal.for_settings(settings)
         self._state_lock = asyncio.Lock()
         self.intake = Intake(settings, metrics, clock)
 
@@ -117,7 +133,8 @@ class TransactionPath:
             outcome, durable = await self._decide(messages, started)
         outcome.signals.extend(self.engine.take_signals())
         # An API event has no offset to cite in a dead letter: its caller gets the error instead.
-        failures = {refused.msg.offset: ScoringFailed(refused.letter.error) for refused in outcome.refused}
+        failures = {refused.msg.offset: (EventConflict if refused.letter.stage == "conflict" else ScoringFailed)(
+            refused.letter.error) for refused in outcome.refused}
         outcome.refused = []
         emits = outcome.to_emits(self.settings, self.metrics)
         decisions = {e.key: e.value for e in emits if e.topic == self.settings.topics.fraud_decisions}
@@ -144,6 +161,7 @@ class TransactionPath:
                 return self._decide_degraded(valid, started), False
             asked = time.monotonic()
             try:
+                await self._reconcile()
                 loaded = await self.store.load((tx.user_id for _, tx in valid),
                                                (tx.merchant_id for _, tx in valid),
                                                (tx.event_id for _, tx in valid))
@@ -157,8 +175,14 @@ class TransactionPath:
                 taken = await self.store.commit(plan.batch)
             except RedisError as exc:
                 self._redis_failed("commit", exc)
-                return self._decide_degraded(valid, started), False
-            self._redis_answered(redis_s + time.monotonic() - asked)
+                committed = await self._read_back(plan)
+                if committed is None:
+                    return self._decide_degraded(valid, started), False
+                if not committed:
+                    continue  # another worker decided some of them: reload and redo
+                taken = []
+            else:
+                self._redis_answered(redis_s + time.monotonic() - asked)
             if not taken:
                 # Only once the decisions are committed: never learned twice.
                 plan.outcome.examples.extend(await self.labels.learn(plan.early))
@@ -168,28 +192,47 @@ class TransactionPath:
             log.info("%d decisions raced with another worker; reloading batch", len(taken))
         raise Transient("decision commit kept conflicting; giving up on this batch")
 
+    async def _reconcile(self) -> None:
+        """Hand the decisions journaled while Redis was away to Redis (first call after it is back)."""
+        if not self.journal.entries:
+            return
+        records = dict(self.journal.entries)
+        for event_id in await self.store.adopt(records):
+            log.error("event %s was decided degraded here and differently by another worker meanwhile; "
+                      "the stored decision stands", event_id)
+            self.metrics.redis_errors.labels("journal_conflict").inc()
+        self.journal.forget(records)
+        log.warning("stored %d decisions made without Redis", len(records))
+
+    async def _read_back(self, plan: Plan) -> bool | None:
+        """After a commit error: True when the commit ran anyway (its reply was lost), False when
+        another worker decided some of these events, None when nothing is known (decide degraded)."""
+        if not plan.records:
+            return True  # nothing was to be decided: the batch only re-emits stored decisions
+        try:
+            stored = await self.store.decisions(list(plan.records))
+        except RedisError:
+            return None
+        ours = [stored[e] is not None and stored[e].to_bytes() == record.to_bytes()
+                for e, record in plan.records.items()]
+        if all(ours):
+            log.warning("a commit reported an error but had run: its %d decisions stand", len(ours))
+            self.metrics.redis_errors.labels("commit_reply_lost").inc()
+            return True
+        return False if any(s is not None for s in stored.values()) else None
+
     def _plan(self, valid: list[tuple[RawMessage, Transaction]], loaded: LoadedState, started: float) -> Plan:
         plan = Plan(FraudOutcome(), WriteBatch(), [], [])
         outcome, batch = plan.outcome, plan.batch
         users = dict(loaded.users)
         merchants = {m: dict(h) for m, h in loaded.merchants.items()}
-        decided_here: dict[str, str] = {}
+        decided_here: dict[str, StoredDecision] = {}
         touched_users: set[str] = set()
         unlabelled: list[UnlabelledExample] = []  # every decided event, for the anomaly model
         for msg, tx in valid:
+            digest = event_digest(tx)
             stored = loaded.decisions.get(tx.event_id)
-            first_source = stored.source if stored else decided_here.get(tx.event_id)
-            # The same offset again (a redelivery), or one event sent over both HTTP and Kafka:
-            # the stored decision, byte for byte.
-            if stored and (stored.source == msg.source or API_SOURCE in (stored.source, msg.source)):
-                outcome.decisions.append(stored.decision)
-                self.stats.redelivered += 1
-                plan.decided.append((msg, stored.decision.decision, "redelivered"))
-                continue
-            if first_source:
-                exc = DuplicateEvent("duplicate_event_id", "event_id",
-                                     f"event_id {tx.event_id!r} was already decided (from {first_source})")
-                outcome.refused.append(refuse(self.settings, msg, "dedupe", exc, self.clock()))
+            if self._answered(msg, tx, digest, stored, decided_here.get(tx.event_id), outcome, plan.decided):
                 continue
             try:
                 scored = self.engine.score(tx, users.get(tx.user_id), merchants.get(tx.merchant_id, {}),
@@ -207,11 +250,11 @@ class TransactionPath:
             label = loaded.early_labels.get(tx.event_id)
             if label is not None:
                 plan.early.append(LabelledExample(tx.event_id, scored.snapshot, label))
-            self.store.record_decision(batch, StoredDecision(msg.source, decision),
-                                       None if label is not None else scored.snapshot)
+            record = StoredDecision(msg.source, decision, digest)
+            self.store.record_decision(batch, record, None if label is not None else scored.snapshot)
             if msg.via_api:
                 self.store.hold_until_published(batch, tx.event_id, self.clock())
-            decided_here[tx.event_id] = msg.source
+            decided_here[tx.event_id] = plan.records[tx.event_id] = record
             self.stats.late += scored.late
             self.stats.watermark = max(self.stats.watermark, tx.ts)
             outcome.decisions.append(decision)
@@ -222,18 +265,50 @@ class TransactionPath:
             self.store.save_user(batch, user_id, users[user_id])  # type: ignore[arg-type]
         return plan
 
+    def _answered(self, msg: RawMessage, tx: Transaction, digest: str, stored: StoredDecision | None,
+                  here: StoredDecision | None, outcome: FraudOutcome, decided: list) -> bool:
+        """Whether the event already has its outcome from an earlier decision (``stored`` in Redis or
+        the journal, or ``here``, earlier in this batch): the stored decision again, a ``conflict`` or
+        a ``dedupe`` dead letter."""
+        earlier = stored or here
+        if earlier is None:
+            return False
+        if earlier.conflicts_with(digest):
+            exc = ConflictingEvent("conflicting_event_id", "event_id",
+                                   f"event_id {tx.event_id!r} was already decided for a different payload "
+                                   f"(from {earlier.source}); the stored decision is not this event's")
+            outcome.refused.append(refuse(self.settings, msg, "conflict", exc, self.clock()))
+        elif stored and (stored.source == msg.source or API_SOURCE in (stored.source, msg.source)):
+            # The same offset again (a redelivery), or one event sent over both HTTP and Kafka:
+            # the stored decision, byte for byte.
+            outcome.decisions.append(stored.decision)
+            self.stats.redelivered += 1
+            decided.append((msg, stored.decision.decision, "redelivered"))
+        else:
+            exc = DuplicateEvent("duplicate_event_id", "event_id",
+                                 f"event_id {tx.event_id!r} was already decided (from {earlier.source})")
+            outcome.refused.append(refuse(self.settings, msg, "dedupe", exc, self.clock()))
+        return True
+
     def _decide_degraded(self, valid: list[tuple[RawMessage, Transaction]], started: float) -> FraudOutcome:
-        outcome, decided = FraudOutcome(), []
+        """Decided without Redis, from empty state; journaled before they are emitted."""
+        outcome, decided, records = FraudOutcome(), [], {}
         for msg, tx in valid:
+            digest = event_digest(tx)
+            if self._answered(msg, tx, digest, self.journal.get(tx.event_id), records.get(tx.event_id), outcome,
+                              decided):
+                continue
             try:
                 scored = self.engine.score(tx, None, {}, decided_at=self.clock(), degraded=True)
             except Exception as exc:  # noqa: BLE001 - see _plan
                 outcome.refused.append(refuse(self.settings, msg, "score", exc, self.clock()))
                 continue
             decision = dataclasses.replace(scored.decision, latency_ms=(self.clock() - started) * 1000.0)
+            records[tx.event_id] = StoredDecision(msg.source, decision, digest)
             outcome.decisions.append(decision)
             decided.append((msg, decision.decision, "degraded"))
             self.stats.degraded += 1
+        self.journal.record(records)
         self._observe(decided, started)
         return outcome
 

@@ -19,11 +19,13 @@ True
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from schemas import internal_json
-from schemas.records import FraudDecision
+from schemas.records import FraudDecision, Transaction
 
 UNKNOWN_SCORE = 0.5  # snapshots written before the score was kept in them
 
@@ -60,20 +62,51 @@ class Snapshot:
         return cls.from_doc(internal_json.loads(raw))
 
 
+def event_digest(tx: Transaction) -> str:
+    """What binds a stored decision to its event: a hash of the canonical payload (the decoded
+    fields, so key order, spacing and timestamp format do not change it).
+
+    >>> tx = Transaction("e1", 100.0, "u", "m", 12.5, "EUR", "FR", "web")
+    >>> event_digest(tx) == event_digest(Transaction("e1", 100, "u", "m", 12.5, "EUR", "FR", "web"))
+    True
+    >>> event_digest(tx) == event_digest(dataclasses.replace(tx, amount=12.51))
+    False
+    """
+    doc = {**tx.to_dict(), "ts": float(tx.ts), "amount": float(tx.amount)}  # 12 and 12.0 are one amount
+    if tx.features:
+        doc["features"] = {name: float(value) for name, value in tx.features.items()}
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True, slots=True)
 class StoredDecision:
-    """The decision recorded for an event_id, and the input it came from (an offset, or ``api``)."""
+    """The decision recorded for an event_id: the input it came from (an offset, or ``api``), the
+    digest of the payload it decided (None in records written before digests were kept) and the
+    API client that submitted it (None when it came from Kafka)."""
 
     source: str
     decision: FraudDecision
+    payload: str | None = None
+    client: str | None = None
 
     def to_bytes(self) -> bytes:
-        return internal_json.dumps({"src": self.source, "d": self.decision.to_dict()})
+        doc = {"src": self.source, "d": self.decision.to_dict()}
+        if self.payload is not None:
+            doc["h"] = self.payload
+        if self.client is not None:
+            doc["c"] = self.client
+        return internal_json.dumps(doc)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> StoredDecision:
         doc = internal_json.loads(raw)
-        return cls(source=doc["src"], decision=FraudDecision.from_dict(doc["d"]))
+        return cls(source=doc["src"], decision=FraudDecision.from_dict(doc["d"]), payload=doc.get("h"),
+                   client=doc.get("c"))
+
+    def conflicts_with(self, payload: str) -> bool:
+        """Whether ``payload`` is another event than the one decided under this event_id."""
+        return self.payload is not None and self.payload != payload
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ decision per event.
 
 Refusals are JSON ``{"error", "message", "field", "request_id"}`` (``X-Request-Id`` too): 401 no or
 unknown key, 403 missing scope or a refused forwarding mark, 408 body slower than
-``api_body_timeout_s``, 413 body over ``max_event_bytes``, 422 validation (``field`` names the
+``api_body_timeout_s``, 409 an event_id already decided for a different payload (never answered
+with that decision), 413 body over ``max_event_bytes``, 422 validation (``field`` names the
 culprit), 429 over the client's rate on this worker, 503 (``Retry-After``) not ready, overloaded
 (``api_max_pending``) or Redis/the broker failing. Messages never carry internal text: a 5xx's
 detail is logged under the request id the body names.
@@ -57,7 +58,7 @@ from agents.api.openapi import openapi_document
 from agents.api.prediction_cache import PredictionCache
 from agents.batching import send_all
 from agents.runtime import Runtime
-from agents.transaction_path import ScoringFailed
+from agents.transaction_path import EventConflict, ScoringFailed
 from online_models.engine import MODEL_NAME as FRAUD_MODEL
 from online_models.reco_engine import MODEL_NAME as RECO_MODEL
 from schemas.errors import InvalidEvent
@@ -197,6 +198,9 @@ class Api:
             return routed
         try:
             decision = await self.batcher.submit(body, tx, started)
+        except EventConflict as exc:
+            raise ApiError(409, "conflict", "this event_id was already decided for a different payload",
+                           "event_id", detail=str(exc)) from None
         except ScoringFailed as exc:
             raise ApiError(500, "scoring_failed", "feature or model code failed for this event",
                            detail=str(exc)) from None

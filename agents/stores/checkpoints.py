@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import pickle
-from typing import Callable
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 

@@ -146,10 +146,25 @@ class FraudStore:
         """HTTP decisions committed before ``before`` and still not acknowledged by the broker."""
         ids = [r.decode() for r in await self.redis.zrangebyscore(self.keys.unpublished(), "-inf", before,
                                                                   start=0, num=limit)]
-        if not ids:
+        return await self.decisions(ids)
+
+    async def decisions(self, event_ids: Sequence[str]) -> dict[str, StoredDecision | None]:
+        """The stored decision of each event_id (None: not decided, or forgotten)."""
+        if not event_ids:
             return {}
-        raw = await self.redis.mget([self.keys.decision(e) for e in ids])
-        return {e: StoredDecision.from_bytes(r) if r else None for e, r in zip(ids, raw, strict=True)}
+        raw = await self.redis.mget([self.keys.decision(e) for e in event_ids])
+        return {e: StoredDecision.from_bytes(r) if r else None for e, r in zip(event_ids, raw, strict=True)}
+
+    async def adopt(self, records: Mapping[str, StoredDecision]) -> list[str]:
+        """Store decisions made without Redis (agents.journal) where no decision is stored yet;
+        returns the event_ids that had another decision stored meanwhile (those stand)."""
+        ids = list(records)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event_id in ids:
+                pipe.set(self.keys.decision(event_id), records[event_id].to_bytes(), nx=True, get=True,
+                         ex=self.settings.decision_ttl_s)
+            before = await pipe.execute()
+        return [e for e, old in zip(ids, before, strict=True) if old is not None and old != records[e].to_bytes()]
 
     async def mark_published(self, event_ids: Sequence[str]) -> None:
         if event_ids:

@@ -36,7 +36,7 @@ class EvictionReport:
     policy: str  # "unknown" when this Redis user may not read it
 
     @classmethod
-    def of(cls, policy: str) -> "EvictionReport":
+    def of(cls, policy: str) -> EvictionReport:
         return cls(policy)
 
     @property

@@ -104,6 +104,21 @@ def test_http_decision_is_the_published_record_and_kafka_copy_is_not_decided_aga
     assert asyncio.run(transactions_counted(settings, "u-both")) == 2
 
 
+def test_an_event_id_taken_with_another_payload_is_a_conflict_never_the_stored_decision(api):
+    settings, port = api
+    decoy = transaction("c-1", user="u-conflict", amount=1.0)  # a harmless body takes the event_id first
+    status, _, stored = score(port, decoy)
+    assert status == 200
+    real = {**decoy, "amount": 4999.0, "merchant_id": "m-risky"}
+    status, _, body = score(port, real)
+    assert (status, body["error"], body["field"]) == (409, "conflict", "event_id") and "score" not in body
+    asyncio.run(produce(settings, [real]))  # the real transaction over Kafka
+    records = asyncio.run(decisions_for(settings, {"c-1"}, at_least=2))
+    assert [r for r in records if "dead_letter" not in r] == [stored]  # only the decoy's own decision
+    assert [r["dead_letter"] for r in records if "dead_letter" in r] == ["conflict"]
+    assert asyncio.run(transactions_counted(settings, "u-conflict")) == 1
+
+
 def test_a_decision_answered_but_never_published_is_published_by_the_sweep(api):
     settings, _ = api
     tx_doc = transaction("h-crash", user="u-crash")
@@ -163,6 +178,6 @@ def test_property_no_input_gets_a_5xx(api, body, user, k):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     status, _, answer = score(port, raw, token=TOKENS["fuzz"])
     assert status < 500, answer
-    assert status in {200, 422, 429}, (status, answer)
+    assert status in {200, 409, 422, 429}, (status, answer)  # 409: an event_id drawn again with another body
     status, _, answer = call(port, "GET", f"/v1/recommendations/{quote(user, safe='')}?k={quote(k)}", TOKENS["fuzz"])
     assert status < 500, answer

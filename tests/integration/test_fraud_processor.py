@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agents.dev.embedded import free_port
 from agents.fraud_outcome import FraudOutcome
@@ -94,6 +96,40 @@ async def test_duplicate_event_id_from_another_offset_is_a_dead_letter(processor
     assert event_ids(later) == [] and stages(later) == [(12, "dedupe")]
 
 
+async def test_the_same_event_id_with_another_payload_is_a_conflict_never_the_stored_decision(processor) -> None:
+    first = await processor.transactions.on_transactions([msg(tx_bytes(1), 10), msg(tx_bytes(1, amount=999.0), 11)])
+    assert event_ids(first) == ["e1"] and stages(first) == [(11, "conflict")]  # within one batch
+    later = await processor.transactions.on_transactions([msg(tx_bytes(1, amount=1.0), 12),
+                                                          msg(tx_bytes(1, user="mallory"), 13),
+                                                          msg(tx_bytes(1), 10)])  # a redelivery of the first
+    assert stages(later) == [(12, "conflict"), (13, "conflict")]
+    assert "different payload" in later.refused[0].letter.error
+    assert decisions_sent(later, processor.settings) == decisions_sent(first, processor.settings)
+    # Key order, spacing and the timestamp's format do not make another payload.
+    doc = json.loads(tx_bytes(1))
+    reordered = json.dumps(dict(reversed(list(doc.items()))), indent=1).encode()
+    same = await processor.transactions.on_transactions([msg(reordered, 14)])
+    assert stages(same) == [(14, "dedupe")]
+
+
+async def test_a_commit_whose_reply_is_lost_is_read_back_not_decided_again_degraded(processor) -> None:
+    store, commit = processor.store, processor.store.commit
+
+    async def ran_then_timed_out(batch):
+        taken = await commit(batch)
+        if not batch.guards:  # not a decision commit
+            return taken
+        raise RedisTimeoutError("Timeout reading from socket")  # the script ran; its reply never came
+
+    store.commit = ran_then_timed_out
+    first = await processor.transactions.on_transactions([msg(tx_bytes(i), i) for i in range(3)])
+    store.commit = commit
+    assert event_ids(first) == ["e0", "e1", "e2"] and not any(d.degraded for d in first.decisions)
+    again = await processor.transactions.on_transactions([msg(tx_bytes(i), i) for i in range(3)])
+    assert decisions_sent(again, processor.settings) == decisions_sent(first, processor.settings)
+    assert processor.transactions.stats.redelivered == 3 and processor.transactions.stats.degraded == 0
+
+
 async def test_malformed_input_is_dead_lettered_and_the_rest_decided(processor) -> None:
     outcome = await processor.transactions.on_transactions([msg(b"{oops", 1), msg(tx_bytes(2), 2),
                                                             msg(b'{"ts": 1}', 3)])
@@ -137,8 +173,8 @@ async def test_a_chargeback_after_the_horizon_is_learned_as_a_correction(process
     assert stages(again) == [(3, "label_join")]  # each event is learned from at most once more
 
 
-async def test_redis_down_still_decides_degraded() -> None:
-    settings = Settings(redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"))
+async def test_redis_down_still_decides_degraded(tmp_path) -> None:
+    settings = Settings(redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"), data_dir=str(tmp_path))
     redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_connect_timeout=0.5)
     store = FraudStore(redis, RedisKeys.from_settings(settings), settings)
     proc = FraudProcessor(settings, FraudEngine.from_settings(settings), store, clock=lambda: NOW)
@@ -149,6 +185,32 @@ async def test_redis_down_still_decides_degraded() -> None:
     await redis.aclose()
     assert event_ids(outcome) == ["e0", "e1", "e2"] and all(d.degraded for d in outcome.decisions)
     assert json.loads(answers[0])["degraded"] and not durable  # no stored record: answered only after the ack
+
+
+async def test_a_degraded_decision_is_journaled_answered_again_and_stored_once_redis_is_back(redis_url,
+                                                                                            tmp_path) -> None:
+    down = Settings(redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"), data_dir=str(tmp_path),
+                    redis_key_prefix=f"ss:j:{uuid.uuid4().hex[:6]}")
+    clock = itertools.count(NOW, 0.125).__next__  # every decision made again would differ in its latency
+
+    async def decide(settings: Settings, offsets: range) -> FraudOutcome:
+        redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_connect_timeout=0.5)
+        store = FraudStore(redis, RedisKeys.from_settings(settings), settings)
+        proc = FraudProcessor(settings, FraudEngine.from_settings(settings), store, clock=clock)
+        try:
+            return await proc.transactions.on_transactions([msg(tx_bytes(i), i) for i in offsets])
+        finally:
+            await redis.aclose()
+
+    first = await decide(down, range(3))
+    assert all(d.degraded for d in first.decisions) and list(tmp_path.glob("degraded-*.jsonl"))
+    again = await decide(down, range(3))  # a redelivery while Redis is down, by a restarted worker
+    assert decisions_sent(again, down) == decisions_sent(first, down)
+    back = down.replace(redis_url=SecretStr(redis_url))
+    after = await decide(back, range(3))  # Redis is back: the journal is stored, the redelivery answered from it
+    assert decisions_sent(after, back) == decisions_sent(first, down) and not list(tmp_path.glob("degraded-*"))
+    fresh = await decide(back, range(3, 4))  # Redis in use again: e3 is decided from its state
+    assert event_ids(fresh) == ["e3"] and not fresh.decisions[0].degraded
 
 
 async def test_an_http_decision_the_broker_never_acknowledged_is_published_again(processor) -> None:

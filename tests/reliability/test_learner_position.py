@@ -10,12 +10,12 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
+from scenario import create_all_topics, first_decisions, start
 
 from agents.dev.embedded import free_port
 from agents.dev.probes import metric
 from agents.stores.checkpoints import RedisCheckpoints
 from schemas.settings import Settings
-from scenario import create_all_topics, first_decisions, start
 
 pytestmark = pytest.mark.integration
 
