@@ -65,7 +65,11 @@ class ModelLifecycle:
             return
         header = {"model_version": engine.model_version, "offsets": self.learner.position(),
                   "created_at": time.time()}
-        version = await self.store.save(ROLE, engine.models(), header)
+        try:
+            version = await self.store.save(ROLE, engine.models(), header)
+        except CheckpointRejected as exc:  # a non-finite parameter: never published, workers keep theirs
+            log.error("not publishing %s checkpoint (model %s): %s", ROLE, engine.model_version, exc)
+            return
         self.mine.add(version)
         self.serving_version, self.published_model = version, engine.model_version
         log.info("published %s checkpoint v%d (model %s)", ROLE, version, engine.model_version)

@@ -7,6 +7,9 @@ it is unpickled when its key id is not configured, its HMAC does not verify (tam
 unsigned, another key) or its signed slot is not the slot it was read from (a valid blob copied
 to another version, role or deployment).
 
+A model with a parameter that is not a finite number (NaN, inf) is neither sealed nor, when an
+older blob holds one, loaded: every score it gave would be NaN.
+
 >>> ring = KeyRing((("k1", b"k" * 32),))
 >>> slot = {"role": "fraud", "version": 3, "app_id": "ss-v1"}
 >>> blob = seal({"w": 1.5}, {"offsets": {}}, ring, slot)
@@ -24,15 +27,24 @@ online_models.checkpoints.CheckpointRejected: signed for version 3, read as vers
 Traceback (most recent call last):
 ...
 online_models.checkpoints.CheckpointRejected: format 1 (signature binds no key id or slot): written before key rotation
+>>> seal({"w": float("nan")}, {"offsets": {}}, ring, slot)
+Traceback (most recent call last):
+...
+online_models.checkpoints.CheckpointRejected: a model parameter is not finite (nan): refusing the checkpoint
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
+import math
 import pickle
 from collections.abc import Mapping
+
+import numpy as np
+from river import stats
 
 from schemas.errors import StreamsenseError
 from schemas.keyring import KeyRing
@@ -47,12 +59,42 @@ class CheckpointRejected(StreamsenseError):
     """A checkpoint that must not be loaded."""
 
 
+class _FiniteOnly(pickle.Pickler):
+    """Pickles as usual, refusing any number that is not finite on the way: ``persistent_id`` is
+    called with every object pickled, floats and numpy arrays (pickled as raw bytes) included.
+
+    The one infinity a sound model holds is River's "nothing seen yet": a ``stats.Min`` at +inf, a
+    ``stats.Max`` at -inf (the anomaly scaler creates them for a feature scored before learned).
+    The pickler meets the holder before the value, and lets exactly that value through."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=5)
+        self._unseen: set[int] = set()
+
+    def persistent_id(self, obj: object) -> None:
+        if isinstance(obj, stats.Min) and obj.min == math.inf:
+            self._unseen.add(id(obj.min))
+        elif isinstance(obj, stats.Max) and obj.max == -math.inf:
+            self._unseen.add(id(obj.max))
+        elif isinstance(obj, (float, np.floating)) and not math.isfinite(obj) and id(obj) not in self._unseen or \
+                isinstance(obj, np.ndarray) and obj.dtype.kind in "fc" and not np.isfinite(obj).all():
+            raise CheckpointRejected(f"a model parameter is not finite ({obj!r}): refusing the checkpoint")
+        return None
+
+
+def finite_pickle(models: object) -> bytes:
+    """``pickle.dumps(models)``; CheckpointRejected when any number in them is not finite."""
+    out = io.BytesIO()
+    _FiniteOnly(out).dump(models)
+    return out.getvalue()
+
+
 def seal(models: object, header: dict, keys: KeyRing, slot: Mapping[str, object]) -> bytes:
     """Sign ``models`` with the newest key, for ``slot`` (role, version, app_id)."""
     if not keys.current:
         raise CheckpointRejected("no signing key configured: refusing to write an unsigned checkpoint")
     signed = {**header, **{f: slot[f] for f in SLOT_FIELDS}, "kid": keys.current_id}
-    body = MAGIC + json.dumps(signed, sort_keys=True).encode() + b"\n" + pickle.dumps(models, protocol=5)
+    body = MAGIC + json.dumps(signed, sort_keys=True).encode() + b"\n" + finite_pickle(models)
     return body + hmac.digest(keys.current, body, hashlib.sha256)
 
 
@@ -84,4 +126,6 @@ def unseal(blob: bytes, keys: KeyRing, slot: Mapping[str, object]) -> tuple[obje
         if header.get(name) != slot[name]:
             raise CheckpointRejected(f"signed for {name} {header.get(name)}, read as {name} {slot[name]}: "
                                      "refusing a blob moved to another slot")
-    return pickle.loads(body[body.index(b"\n", len(MAGIC)) + 1:]), header
+    models = pickle.loads(body[body.index(b"\n", len(MAGIC)) + 1:])
+    finite_pickle(models)  # verified bytes, but written before this check existed, or by a bug
+    return models, header

@@ -5,6 +5,7 @@ blob moved to another version, role or deployment is refused."""
 from __future__ import annotations
 
 import logging
+import pickle
 import uuid
 
 import pytest
@@ -154,3 +155,30 @@ async def test_a_checkpoint_that_verifies_but_cannot_be_loaded_is_skipped_for_th
     assert probe_scores(served) == probe_scores(engine)
     with pytest.raises(CheckpointRejected, match="cannot be loaded"):  # and the follower refuses it too
         await store.load("fraud", 2)
+
+
+def poisoned(engine: FraudEngine) -> FraudEngine:
+    """A model whose parameters are no longer finite (what a value near 1.7e308 did before bounds)."""
+    engine.classifier.lr._weights["f_V1"] = float("nan")
+    return engine
+
+
+async def test_a_checkpoint_with_a_non_finite_parameter_is_neither_published_nor_loaded(registry, caplog,
+                                                                                       monkeypatch) -> None:
+    redis, keys = registry
+    store = RedisCheckpoints(redis, keys, ring(OLD), "app")
+    await store.save("fraud", trained_engine(50).models(), {})
+    with pytest.raises(CheckpointRejected, match="not finite"):
+        await store.save("fraud", poisoned(trained_engine(50)).models(), {})
+    assert await redis.get(keys.checkpoint("fraud", 2)) is None and await store.latest("fraud") == 1
+    # A poisoned blob that verifies (written before the check existed, or by a bug) is not loaded.
+    monkeypatch.setattr("online_models.checkpoints.finite_pickle", lambda models: pickle.dumps(models, protocol=5))
+    assert await store.save("fraud", poisoned(trained_engine(50)).models(), {}) == 3
+    monkeypatch.undo()
+    with pytest.raises(CheckpointRejected, match="not finite"):
+        await store.point_to("fraud", 3)
+    with caplog.at_level(logging.ERROR):
+        models, header = await store.restore("fraud")
+    assert header["version"] == 1
+    assert any("refused checkpoint fraud v3" in r.getMessage() and "not finite" in r.getMessage()
+               for r in caplog.records)
