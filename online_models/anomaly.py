@@ -3,6 +3,13 @@
 Half-Space Trees expects features in [0, 1], so a min-max scaler runs in front. The raw tree score
 has no fixed scale; we report its rank against a running 50 % / 99 % quantile band instead, which
 reads as "how unusual is this event compared with recent traffic" (0 = typical, 1 = top 1 %).
+
+What it sees is ``online_models.bounds.bounded``: finite, so the scaler's range and the trees'
+masses stay finite. One sender cannot fill the trees' window (the last ``window_size`` learned
+events) with its own behaviour: an event whose user already made ``user_hourly_cap`` transactions
+in the hour before it (``user_count_1h``, from that user's own state) is scored but not learned,
+so a flood of one user adds at most ``user_hourly_cap`` events per hour of event time. A raw score
+that is not finite teaches neither the trees nor the quantiles (``n_refused``).
 """
 
 from __future__ import annotations
@@ -10,6 +17,8 @@ from __future__ import annotations
 import math
 
 from river import anomaly, base, preprocessing, stats
+
+from online_models.bounds import bounded
 
 # Behaviour features the anomaly model looks at; ids and pass-through columns are left out.
 ANOMALY_FEATURES = (
@@ -28,7 +37,7 @@ def behaviour(x: dict[str, float]) -> dict[str, float]:
     out = {name: x[name] for name in ANOMALY_FEATURES if name in x}
     if "secs_since_last" in x:
         out["log_secs_since_last"] = math.log1p(max(x["secs_since_last"], 0.0))
-    return out
+    return bounded(out)
 
 
 class AnomalyScorer(base.AnomalyDetector):
@@ -40,6 +49,8 @@ class AnomalyScorer(base.AnomalyDetector):
         Half-Space Trees parameters (River's defaults are 10, 8, 250).
     seed
         Random seed of the trees.
+    user_hourly_cap
+        Events of one user learned per hour of event time, at most (see the module docstring).
 
     Examples
     --------
@@ -55,23 +66,35 @@ class AnomalyScorer(base.AnomalyDetector):
     True
     """
 
-    def __init__(self, n_trees: int = 10, height: int = 8, window_size: int = 250, seed: int = 42) -> None:
+    def __init__(self, n_trees: int = 10, height: int = 8, window_size: int = 250, seed: int = 42,
+                 user_hourly_cap: int = 10) -> None:
         self.n_trees = n_trees
         self.height = height
         self.window_size = window_size
         self.seed = seed
+        self.user_hourly_cap = user_hourly_cap
         self.scaler = preprocessing.MinMaxScaler()
         self.trees = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
         self.median = stats.Quantile(0.5)
         self.top = stats.Quantile(0.99)
-        self.n_seen = 0
+        self.n_seen = 0  # events learned
+        self.n_capped = 0  # events not learned: their user was over the hourly cap
+        self.n_refused = 0  # events not learned: a non-finite raw score
 
     def learn_one(self, x: dict) -> None:
-        self.n_seen += 1
+        if x.get("user_count_1h", 0.0) >= self.user_hourly_cap:
+            self.n_capped += 1
+            return
         b = behaviour(x)
-        self.scaler.learn_one(b)
+        if not b:  # nothing it looks at (the trees cannot be built from no feature)
+            return
+        self.scaler.learn_one(b)  # minima and maxima of finite values: finite
         scaled = self.scaler.transform_one(b)
         raw = self.trees.score_one(scaled)
+        if not math.isfinite(raw):  # then neither the trees nor the quantiles learn it
+            self.n_refused += 1
+            return
+        self.n_seen += 1
         self.median.update(raw)
         self.top.update(raw)
         self.trees.learn_one(scaled)

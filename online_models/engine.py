@@ -10,15 +10,18 @@ comes from the anomaly rank. Rule bumps compound on top (see ``online_models.rul
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from online_models.anomaly import AnomalyScorer
+from online_models.bounds import bounded
 from online_models.champion import ChampionChallenger
 from online_models.decisions import decide, reasons
 from online_models.drift import DriftMonitor
 from online_models.fraud_model import FraudClassifier
 from online_models.rules import apply_bumps, rule_hits
+from schemas.errors import StreamsenseError
 from schemas.internal_records import Snapshot
 from schemas.records import DriftSignal, FraudDecision, Transaction, unknown_value_reasons
 from schemas.settings import Settings
@@ -26,6 +29,11 @@ from streams.fraud_features import FeatureConfig, MerchantUpdate, UserState, mer
 
 MODEL_NAME = "lr+hst+rules"
 FEATURE_DRIFT_BLOCK = 10  # decisions per feature-drift observation (see online_models.drift)
+
+
+class ScoreRejected(StreamsenseError):
+    """The models gave a score or a reason that is not a finite number: the transaction becomes a
+    ``score`` dead letter (the processors map any scoring failure to that stage), never a decision."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,8 @@ class FraudEngine:
         score = apply_bumps(weight * p + (1.0 - weight) * 0.6 * odd, hits)
         flags = [name for name, on in (("degraded_state", degraded), ("late_event", result.late)) if on]
         contributions = self.classifier.contributions(x) if weight > 0 else {}
+        if not all(map(math.isfinite, (score, odd, *contributions.values()))):
+            raise ScoreRejected(f"non-finite model output for {tx.event_id!r} (score {score!r}, anomaly {odd!r})")
         decision = FraudDecision(
             event_id=tx.event_id, score=round(score, 6),
             decision=decide(score, self.review_threshold, self.decline_threshold),
@@ -121,7 +131,8 @@ class FraudEngine:
             model_version=self.model_version, degraded=degraded, late=result.late, latency_ms=0.0,
             decided_at=decided_at,
         )
-        self._signals.extend(self.drift.observe_decision(x, score, tx.ts, decision.model_version))
+        # The detectors see bounded values too: an ADWIN fed 1e308 would hold inf (and the checkpoint with it).
+        self._signals.extend(self.drift.observe_decision(bounded(x), score, tx.ts, decision.model_version))
         # The merchant by pseudonym: snapshots wait in Redis (and travel to the learner) for days.
         snapshot = Snapshot(x, self.merchant_ref(tx.merchant_id), tx.ts, decision.score)
         return Scored(decision, result.user_state, result.merchant_update, snapshot, result.late)

@@ -11,6 +11,12 @@ ads at Facebook", 2014):
 
 where ``q`` is the probability the model learned on the downsampled stream. The ranking is
 unchanged by the correction; the probability is calibrated back to the true base rate.
+
+Soundness: the model sees ``online_models.bounds.bounded(x)`` (finite, at most 7e8 in magnitude),
+and the weights see standardised values clipped to ``SCALED_LIMIT`` standard deviations, so one
+step moves a weight by at most ``learning_rate * SCALED_LIMIT`` and, with the L2 penalty, no weight
+can leave [-SCALED_LIMIT / l2, SCALED_LIMIT / l2]. Should an update still produce a non-finite
+parameter, it is rolled back and counted in ``n_refused``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ from __future__ import annotations
 import hashlib
 
 from river import base, linear_model, optim, preprocessing
+
+from online_models.bounds import bounded, finite
+
+SCALED_LIMIT = 10.0  # standard deviations: a value further out tells the weights nothing more
 
 
 def keep_negative(event_id: str, rate: float) -> bool:
@@ -69,27 +79,57 @@ class FraudClassifier(base.Classifier, SamplesByEventId):
         self.lr = linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=0.05)
         self.n_positives = 0
         self.n_negatives = 0
+        self.n_refused = 0
 
     def learn_one(self, x: dict, y: bool, event_id: str | None = None) -> None:  # type: ignore[override]
         if not y and event_id is not None and not keep_negative(event_id, self.negative_rate):
             return
-        self.scaler.learn_one(x)
-        self.lr.learn_one(self.scaler.transform_one(x), bool(y))
+        seen = bounded(x)
+        before = self._parameters(seen)
+        self.scaler.learn_one(seen)
+        self.lr.learn_one(self._scaled(seen), bool(y))
+        after = self._parameters(seen)
+        if not (finite(v for values in after[0].values() for v in values) and finite(after[1:])):
+            self._restore(before)
+            self.n_refused += 1
+            return
         if y:
             self.n_positives += 1
         else:
             self.n_negatives += 1
 
     def predict_proba_one(self, x: dict) -> dict[bool, float]:
-        q = self.lr.predict_proba_one(self.scaler.transform_one(x))[True]
+        q = self.lr.predict_proba_one(self._scaled(bounded(x)))[True]
         p = q / (q + (1.0 - q) / self.negative_rate)
         return {False: 1.0 - p, True: p}
 
     def contributions(self, x: dict) -> dict[str, float]:
         """Each feature's additive share of the log-odds (weight times scaled value)."""
-        scaled = self.scaler.transform_one(x)
+        scaled = self._scaled(bounded(x))
         weights = self.lr._weights
         return {name: weights.get(name, 0.0) * value for name, value in scaled.items()}
+
+    def _scaled(self, seen: dict) -> dict[str, float]:
+        return {name: min(max(value, -SCALED_LIMIT), SCALED_LIMIT)
+                for name, value in self.scaler.transform_one(seen).items()}
+
+    def _parameters(self, seen: dict) -> tuple:
+        """What one update on ``seen`` can change (River 0.26.1, pinned: the scaler's statistics and
+        the weights of those features, the intercept, the optimiser's step count); None = absent."""
+        scaler, weights = self.scaler, self.lr._weights
+        per_feature = {name: (scaler.counts.get(name), scaler.means.get(name), scaler.vars.get(name),
+                              weights.get(name)) for name in seen}
+        return per_feature, self.lr.intercept, self.lr.optimizer.n_iterations
+
+    def _restore(self, saved: tuple) -> None:
+        per_feature, self.lr.intercept, self.lr.optimizer.n_iterations = saved
+        tables = (self.scaler.counts, self.scaler.means, self.scaler.vars, self.lr._weights)
+        for name, values in per_feature.items():
+            for table, value in zip(tables, values):
+                if value is None:
+                    table.pop(name, None)
+                else:
+                    table[name] = value
 
     @property
     def n_learned(self) -> int:
