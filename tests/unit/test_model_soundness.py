@@ -125,3 +125,13 @@ def test_a_poisoned_model_is_refused_as_a_checkpoint() -> None:
     engine.classifier.lr.intercept = math.nan
     with pytest.raises(CheckpointRejected, match="not finite"):
         finite_pickle(engine.models())
+
+
+def test_one_users_flood_adds_at_most_its_hourly_cap_to_the_anomaly_window() -> None:
+    scorer = AnomalyScorer(seed=42)
+    ordinary = [{"log_amount": 3.0 + i % 7 / 10, "user_count_1h": float(i % 3)} for i in range(600)]
+    flood = [{"log_amount": 9.0, "user_count_1h": float(count)} for count in range(1000)]  # one user, one hour
+    for x in ordinary + flood:
+        scorer.learn_one(x)
+    # Of the trees' window (the last 250 learned events), the sender holds 10, not 250.
+    assert scorer.n_seen == 600 + scorer.user_hourly_cap and scorer.n_capped == 1000 - scorer.user_hourly_cap
