@@ -24,7 +24,7 @@ not go; ``finite`` is the check each model runs on what one update changed befor
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 SOFT_LIMIT = 1e6
 HARD_LIMIT = 7.0e8  # squash(largest double) = 1e6 * (1 + ln(1.8e308 / 1e6)) = 6.97e8

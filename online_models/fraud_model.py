@@ -125,7 +125,7 @@ class FraudClassifier(base.Classifier, SamplesByEventId):
         per_feature, self.lr.intercept, self.lr.optimizer.n_iterations = saved
         tables = (self.scaler.counts, self.scaler.means, self.scaler.vars, self.lr._weights)
         for name, values in per_feature.items():
-            for table, value in zip(tables, values):
+            for table, value in zip(tables, values, strict=True):
                 if value is None:
                     table.pop(name, None)
                 else:
