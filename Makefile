@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test clean
+.PHONY: venv demo test test-fast clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,11 @@ demo: venv
 test: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
+
+# Pure code only: doctests and unit tests, no broker, no Redis, no long model-quality runs.
+test-fast: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -m "not integration and not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .streamsense-data .ruff_cache

@@ -7,12 +7,30 @@ import asyncio
 import os
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from agents.commands.topics import create_topics
 from agents.dev.embedded import ManagedProcess, free_port, start_broker, start_redis
 from schemas.settings import SecretStr, Settings, Topics
+
+SERVICE_FIXTURES = {"broker", "redis_url"}
+SERVICE_TIERS = {"agents", "integration", "reliability"}  # tests/<tier>: every test there is integration
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Keep the fast tier (`-m "not integration"`) free of services: the service tiers are marked by
+    directory, and a test elsewhere that reaches the broker or Redis fixtures without the marker is
+    refused, so the split cannot drift."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.parent.name in SERVICE_TIERS and item.path.parent.parent == here:
+            item.add_marker(pytest.mark.integration)
+    unmarked = [item.nodeid for item in items if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("integration") is None]
+    if unmarked:
+        raise pytest.UsageError("uses the broker or Redis without @pytest.mark.integration: " + ", ".join(unmarked))
 
 
 @pytest.fixture(scope="session")

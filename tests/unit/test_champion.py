@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import pickle
 
+import pytest
 from river import forest
 from river.datasets import synth
 
@@ -13,6 +14,7 @@ from online_models.drift import DriftMonitor
 from online_models.fraud_model import FraudClassifier
 
 
+@pytest.mark.slow
 def test_a_drift_starts_a_challenger_that_is_promoted_on_merit_and_serves() -> None:
     stream = synth.ConceptDriftStream(stream=synth.Agrawal(classification_function=1, seed=42),
                                       drift_stream=synth.Agrawal(classification_function=4, seed=42),
@@ -32,6 +34,7 @@ def test_a_drift_starts_a_challenger_that_is_promoted_on_merit_and_serves() -> N
     assert cc.generation == 2 and cc.serving.name == "arf-2"
 
 
+@pytest.mark.slow
 def test_no_drift_no_challenger() -> None:
     cc = ChampionChallenger(FraudClassifier(), lambda: FraudClassifier(), window=300)
     for i, (x, y) in enumerate(itertools.islice(synth.Agrawal(classification_function=1, seed=42), 6000)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from river.datasets import synth
 
 from online_models.drift import DriftMonitor
@@ -20,6 +21,7 @@ def signals_on(stream, n: int) -> list[tuple[int, str]]:
     return out
 
 
+@pytest.mark.slow
 def test_a_concept_drift_is_signalled_within_500_events() -> None:
     stream = synth.ConceptDriftStream(stream=synth.Agrawal(classification_function=1, seed=42),
                                       drift_stream=synth.Agrawal(classification_function=4, seed=42),
@@ -29,6 +31,7 @@ def test_a_concept_drift_is_signalled_within_500_events() -> None:
     assert signals and 5000 <= signals[0][0] < 5500
 
 
+@pytest.mark.slow
 def test_a_stationary_stream_of_20000_events_raises_no_signal() -> None:
     assert signals_on(synth.Agrawal(classification_function=1, seed=42), 20_000) == []
     assert signals_on(synth.SEA(seed=42), 20_000) == []

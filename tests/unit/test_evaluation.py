@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 from pathlib import Path
 
@@ -23,12 +24,15 @@ def run_json(source: str, **kwargs) -> dict:
     return json.loads(out.getvalue())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CREDITCARD.exists(), reason="../shared/data is not beside this checkout")
 def test_river_hst_reproduces_its_published_creditcard_rocauc_next_to_ours() -> None:
     result = run_json(str(CREDITCARD), limit=2500)
     print({name: round(figures["rocauc"], 4) for name, figures in result.items()})
     assert round(result["river-hst"]["rocauc"], 4) == 0.9115  # River's documentation: 91.15 %
-    assert result["default"]["events"] == 2500 and 0.0 <= result["default"]["rocauc"] <= 1.0
+    assert result["default"]["events"] == 2500
+    # the README's reading of this data: no users to build features on, so the label-free pipeline ranks better
+    assert result["river-hst"]["rocauc"] > result["default"]["rocauc"] > 0.5
 
 
 def test_our_classifier_matches_or_beats_river_logistic_regression_on_phishing() -> None:
@@ -50,6 +54,7 @@ def synthetic_udata(path: Path, rows: int = 3000, seed: int = 5) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
 def test_ratings_mae_rmse_equal_a_direct_river_run(tmp_path) -> None:
     path = tmp_path / "u.data"
     synthetic_udata(path)
@@ -60,7 +65,7 @@ def test_ratings_mae_rmse_equal_a_direct_river_run(tmp_path) -> None:
     mae, rmse = direct
     assert (round(ours["mae"], 4), round(ours["rmse"], 4)) == (round(mae.get(), 4), round(rmse.get(), 4))
     assert ours["ratings"] == 3000 and ours["ranking_events"] > 0
-    assert 0 <= ours["ndcg_at_10_personal"] <= ours["hit_rate_at_10_personal"] <= 1
+    assert 0 < ours["ndcg_at_10_personal"] <= ours["hit_rate_at_10_personal"]  # one relevant item: nDCG <= hit
 
 
 def test_labels_arrive_late_with_a_delay_and_never_before_scoring() -> None:
@@ -100,4 +105,5 @@ def test_checkpoints_and_side_by_side_timing() -> None:
                              ["classifier", "river-lr"], Settings(), delay=LabelDelay.parse("drawn:5"), every=100,
                              on_checkpoint=lambda n, figures: seen.append(n))
     assert seen == [100, 200, 300]
-    assert set(result) == {"classifier", "river-lr"} and all(r["us_per_event"] > 0 for r in result.values())
+    assert set(result) == {"classifier", "river-lr"}
+    assert all(r["events"] == 300 and math.isfinite(r["us_per_event"]) for r in result.values())  # each timed

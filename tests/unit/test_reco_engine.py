@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 
+import pytest
+
 from agents.sim.reco_traffic import RecoTrafficSimulator
 from online_models.reco_engine import RecoEngine
 from online_models.reco_replay import RankingScores, RecoReplay
@@ -13,6 +15,7 @@ from schemas.settings import Settings
 from schemas.validation import INTERACTIONS, UNKEYED, InputRules, decode
 
 
+@pytest.mark.slow
 def test_personal_hit_rate_at_10_is_at_least_twice_the_popularity_baseline() -> None:
     settings = Settings(seed=42)
     replay = RecoReplay(RecoEngine.from_settings(settings), settings.reco_trending_half_life_s)
