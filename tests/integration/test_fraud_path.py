@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from online_models.decisions import decide
+from online_models.engine import MODEL_NAME
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -83,8 +86,9 @@ def test_every_transaction_ends_as_one_decision_or_one_dead_letter(settings: Set
 
     ids = [d["event_id"] for d in decisions]
     assert sorted(ids) == sorted(tx["event_id"] for tx in valid)  # exactly one each, none missing
-    assert {d["decision"] for d in decisions} <= {"approve", "review", "decline"}
-    assert all(0.0 <= d["score"] <= 1.0 and d["model"] and d["model_version"] for d in decisions)
+    thresholds = settings.review_threshold, settings.decline_threshold
+    assert all(d["decision"] == decide(d["score"], *thresholds) for d in decisions)  # each names its score's outcome
+    assert all(d["model"] == MODEL_NAME and re.fullmatch(r"\d+\.\d+\.\d+", d["model_version"]) for d in decisions)
     stages = sorted(d["stage"] for d in dead)
     assert stages == sorted(["dedupe"] * DUPLICATES + ["validate"] * len(MALFORMED))
     too_large = [d for d in dead if d["error_code"] == "too_large"]

@@ -4,6 +4,7 @@ short keys outside development."""
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 
@@ -26,7 +27,8 @@ def test_sasl_without_tls_is_refused_unless_explicitly_allowed() -> None:
 
 def test_sasl_over_tls_carries_a_tls_context() -> None:
     creds = broker_credentials(Settings(security_protocol="SASL_SSL", sasl_username="u", sasl_password=SecretStr("p")))
-    assert creds.ssl_context is not None and creds.mechanism.name.startswith("SCRAM")
+    assert creds.mechanism.name.startswith("SCRAM")
+    assert creds.ssl_context.verify_mode == ssl.CERT_REQUIRED and creds.ssl_context.check_hostname  # checks the broker
 
 
 def test_the_http_server_binds_loopback_by_default(tmp_path) -> None:
