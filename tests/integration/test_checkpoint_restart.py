@@ -37,7 +37,8 @@ async def send_and_score(settings: Settings, messages: list[tuple[str, bytes]], 
     await producer.start()
     try:
         for topic, value in messages:
-            await producer.send(topic, value)
+            doc = json.loads(value)  # keyed as the contracts say: transactions by user, labels by event
+            await producer.send(topic, value, key=(doc.get("user_id") or doc["event_id"]).encode())
         await producer.flush()
     finally:
         await producer.stop()
