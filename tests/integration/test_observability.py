@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
+from waiting import wait_until, wait_until_async
 
 from schemas.settings import Settings
 
@@ -34,16 +35,24 @@ def get(port: int, path: str) -> tuple[int, bytes]:
 
 
 def wait_ready(port: int, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answer() -> dict | None:
         try:
             status, body = get(port, "/ready")
-            if status == 200:
-                return json.loads(body)
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("worker never became ready")
+        except OSError:  # not listening yet
+            return None
+        return json.loads(body) if status == 200 else None
+
+    return wait_until(answer, timeout, "the worker's /ready to answer 200")
+
+
+def scrape(port: int) -> tuple[str, dict]:
+    text = get(port, "/metrics")[1].decode()
+    return text, {(s.name, tuple(sorted(s.labels.items()))): s.value
+                  for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def total(values: dict, name: str) -> float:
+    return sum(v for (n, _), v in values.items() if n == name)
 
 
 async def publish(settings: Settings) -> None:
@@ -60,7 +69,9 @@ async def publish(settings: Settings) -> None:
                                 key=f"u{i % 5}".encode())
         await producer.send(t.transactions, b"{not json")
         label = {"event_id": "o3", "is_fraud": True, "ts": now}
-        await asyncio.sleep(2)
+        await producer.flush()  # the label after the decisions: it joins its snapshot (a chargeback learned)
+        await wait_until_async(lambda: total(scrape(settings.web_port)[1], "streamsense_decisions_total") == 40, 30,
+                               "40 decisions")
         await producer.send(t.fraud_labels, json.dumps(label).encode(), key=b"o3")
         await producer.send(t.reco_requests, json.dumps({"request_id": "q1", "user_id": "u1", "k": 3,
                                                          "ts": now}).encode(), key=b"u1")
@@ -80,29 +91,24 @@ def test_health_ready_and_live_metrics(settings: Settings, worker) -> None:
     port = settings.web_port
     state = wait_ready(port)
     assert listening_addresses(worker.pid, port) == {"0100007F"}  # 127.0.0.1 only, not 0.0.0.0
-    assert state == {"ready": True, "partitions_assigned": True, "redis": True, "models_loaded": True}
+    assert state == {"ready": True, "partitions_assigned": True, "redis": True, "models_loaded": True, "warnings": []}
     assert get(port, "/health") == (200, b'{"status":"ok"}')
 
     asyncio.run(publish(settings))
-    deadline, samples = time.monotonic() + 30, {}
-    while time.monotonic() < deadline:
-        text = get(port, "/metrics")[1].decode()
-        samples = {s.name: s for fam in text_string_to_metric_families(text) for s in fam.samples}
-        families = {fam.name for fam in text_string_to_metric_families(text)}
-        if samples.get("streamsense_recommendations_total") and samples.get("streamsense_labels_learned_total"):
-            break
-        time.sleep(0.5)
-    assert EXPECTED <= families
-    text = get(port, "/metrics")[1].decode()
-    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
-              for fam in text_string_to_metric_families(text) for s in fam.samples}
-    decided = sum(v for (n, labels), v in values.items() if n == "streamsense_decisions_total")
-    assert decided == 40
+    # Settled: the recommendation answered and every consumed partition's lag sampled at zero (the
+    # lag is sampled every 2 s; an off-by-one there would never reach zero).
+    wait_until(lambda: (values := scrape(port)[1]) and total(values, "streamsense_recommendations_total") == 1
+               and all(v == 0 for (n, _), v in values.items() if n == "streamsense_consumer_lag"), 30,
+               "the request answered and every partition's lag at zero")
+    text, values = scrape(port)
+    assert EXPECTED <= {fam.name for fam in text_string_to_metric_families(text)}
+    assert total(values, "streamsense_decisions_total") == 40
     assert values[("streamsense_dead_letters_total", (("stage", "validate"),))] == 1
     assert values[("streamsense_labels_learned_total", (("source", "chargeback"),))] == 1
     assert sum(v for (n, _), v in values.items() if n == "streamsense_recommendations_total") == 1
     assert values[("streamsense_ready", ())] == 1.0
     assert values[("streamsense_circuit_breaker_state", (("dependency", "redis"),))] == 0.0
-    lags = [v for (n, _), v in values.items() if n == "streamsense_consumer_lag"]
-    assert lags and all(v >= 0 for v in lags)
+    lagged = {dict(labels)["partition"] for (n, labels), _ in values.items()
+              if n == "streamsense_consumer_lag" and dict(labels)["topic"] == settings.topics.transactions}
+    assert lagged == {str(p) for p in range(settings.partitions)}  # each partition of the topic is sampled
     assert "u1" not in text and "o3" not in text  # no user or event ids in metric labels
