@@ -19,10 +19,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+from aiokafka import TopicPartition
 
+from agents import clients
 from agents.fraud_outcome import FraudOutcome
 from agents.learn_position import LearnPosition
 from agents.messages import RawMessage, refuse
@@ -42,19 +41,17 @@ class Rereader(Protocol):
 
 class LearnTopicReader:
     """Reads a range of the learn topic with a consumer of its own (no group, nothing committed),
-    with the worker's broker address and credentials. Seeking the worker's own consumer back was
+    with the worker's broker address and credentials (agents.clients). Seeking the worker's own consumer back was
     tried first: Faust's fetch loop can overwrite the new read offset with the last one of the batch
     it is delivering, and the range is then never read."""
 
-    def __init__(self, settings: Settings, app: faust.App) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app = app
 
     async def read(self, topic: str, partition: int, start: int, end: int) -> list[RawMessage]:
         """Messages at offsets [start, end) still on the topic (retention may have deleted the first)."""
         tp = TopicPartition(topic, partition)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False,
-                                    **credentials_to_aiokafka_auth(self.app.conf.broker_credentials))
+        consumer = clients.consumer(self.settings, enable_auto_commit=False)
         await consumer.start()
         try:
             consumer.assign([tp])

@@ -11,6 +11,7 @@ import faust
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from agents.clients import redis_client
 from agents.faults import Faults
 from agents.fraud_processor import FraudProcessor
 from agents.learner import LearnTopicReader, Learner
@@ -46,11 +47,10 @@ class Runtime(faust.Service):
         self.eviction: EvictionReport | None = None
 
     async def on_start(self) -> None:
-        self.redis = Redis.from_url(self.settings.redis_url.get_secret_value(), socket_timeout=2.0,
-                                    socket_connect_timeout=2.0, health_check_interval=10)
+        self.redis = redis_client(self.settings)
         self.processor = FraudProcessor.on_redis(self.redis, self.settings, self.engine, self.metrics)
         self.reco = RecoProcessor.on_redis(self.redis, self.settings, self.reco_engine, self.metrics)
-        self.learner = Learner(self.settings, self.engine, self.metrics, LearnTopicReader(self.settings, self.app))
+        self.learner = Learner(self.settings, self.engine, self.metrics, LearnTopicReader(self.settings))
         self.lifecycle = ModelLifecycle(self.engine, self.learner, RedisCheckpoints.on_redis(self.redis, self.settings))
         self.epoch = Epoch(self.redis, RedisKeys.from_settings(self.settings), self.settings.data_dir)
         try:

@@ -12,6 +12,7 @@ import time
 from redis.asyncio import Redis
 
 from agents.bench.io import Message
+from agents.clients import redis_client
 from agents.fraud_processor import FraudProcessor
 from agents.messages import RawMessage
 from agents.reco_processor import RecoProcessor
@@ -33,7 +34,7 @@ async def run_alone(scenario: str, settings: Settings, messages: list[Message]) 
     """(events counted, wall seconds, CPU seconds of this process) for ``messages``: each topic's
     messages in batches of up to ``BATCH``, the topics taking turns (a worker's agents take
     batches from each topic side by side)."""
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = redis_client(settings)
     handlers = _handlers(scenario, settings, redis)
     by_topic: dict[str, list[RawMessage]] = {}
     for i, (attr, key, value) in enumerate(messages):

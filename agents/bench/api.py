@@ -24,11 +24,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import aiohttp
-from redis.asyncio import Redis
 
 from agents.api.auth import new_api_key
 from agents.bench.io import fraud_traffic, preload, processed, reco_traffic
 from agents.bench.pipeline import Bench
+from agents.clients import redis_client
 from agents.dev.embedded import EmbeddedStack
 from agents.dev.stack import wait_ready
 from agents.fraud_processor import FraudProcessor
@@ -76,7 +76,7 @@ def reco_requests(users: list[str], n: int) -> Iterator[Request]:
 async def decide_alone(settings: Settings, n: int, seed: int) -> list[tuple[str, float]]:
     """The same single-event decisions in this process, straight to Redis (no HTTP, no Kafka, no
     worker event loop): the floor under ``POST /v1/score``."""
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = redis_client(settings)
     processor = FraudProcessor.on_redis(redis, settings).transactions
     timings = []
     try:

@@ -66,8 +66,7 @@ def ceiling_app(settings: Settings, report: Report) -> faust.App:
 
 
 def naive_app(settings: Settings, report: Report) -> faust.App:
-    import redis.asyncio as aioredis
-
+    from agents.clients import redis_client
     from online_models.engine import FraudEngine
     from schemas.records import Transaction
     from streams.fraud_features import UserState
@@ -77,7 +76,7 @@ def naive_app(settings: Settings, report: Report) -> faust.App:
     transactions = app.topic(settings.topics.transactions, value_serializer="json")
     decisions = app.topic(settings.topics.fraud_decisions, value_serializer="json")
     engine = FraudEngine.from_settings(settings)
-    redis = aioredis.from_url(settings.redis_url.get_secret_value())
+    redis = redis_client(settings)
 
     @app.agent(transactions, name="naive-score")
     async def naive_score(stream: faust.StreamT) -> None:

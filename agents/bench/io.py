@@ -12,8 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
+from agents import clients
 from agents.dev.probes import metric
 from agents.sim.pacing import Pacer
 from agents.sim.reco_traffic import RecoTrafficSimulator
@@ -73,8 +72,7 @@ def restamped(messages: Iterable[Message]) -> Iterator[Message]:
 # -- Kafka I/O -------------------------------------------------------------------------------------
 async def preload(settings: Settings, messages: Iterable[Message]) -> dict[str, int]:
     """Send everything as fast as the broker takes it; returns counts per topic attribute."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=20,
-                                max_batch_size=256 * 1024, acks="all")
+    producer = clients.producer(settings, linger_ms=20, max_batch_size=256 * 1024, acks="all")
     await producer.start()
     counts: dict[str, int] = {}
     try:
@@ -94,7 +92,7 @@ async def preload(settings: Settings, messages: Iterable[Message]) -> dict[str, 
 async def paced(settings: Settings, messages: Iterable[Message], rate: float, sent_at: dict[str, float],
                 id_field: str) -> int:
     """Send at ``rate`` messages/s, noting each message's id and send time."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=1, acks="all")
+    producer = clients.producer(settings, linger_ms=1, acks="all")
     await producer.start()
     pacer = Pacer(rate)
     try:
@@ -112,8 +110,7 @@ async def paced(settings: Settings, messages: Iterable[Message], rate: float, se
 async def read_back(settings: Settings, topic: str, id_field: str, sent_at: dict[str, float],
                     done: asyncio.Event, latencies: list[float]) -> None:
     """Latency of every output whose ``id_field`` was sent (``sent_at``), until ``done`` and idle."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="latest",
-                                fetch_max_wait_ms=5, group_id=None)
+    consumer = clients.consumer(settings, topic, auto_offset_reset="latest", fetch_max_wait_ms=5, group_id=None)
     await consumer.start()
     try:
         idle = 0

@@ -29,8 +29,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 from agents.bench.alone import alone
 from agents.bench.io import (
     Message,
@@ -45,6 +43,7 @@ from agents.bench.io import (
     rss_bytes,
 )
 from agents.bench.report import SCENARIOS
+from agents.clients import sync_redis_client
 from agents.commands.topics import create_topics
 from agents.dev.embedded import EmbeddedStack, ManagedProcess, free_port, run_keys
 from agents.dev.stack import start_worker, wait_ready
@@ -88,7 +87,7 @@ class Bench:
 
     def __init__(self, stack: EmbeddedStack, log_dir: Path, seed: int = 42) -> None:
         self.stack, self.log_dir, self.seed = stack, log_dir, seed
-        self.redis = redis.Redis.from_url(stack.redis_url)
+        self.redis = sync_redis_client(Settings(redis_url=SecretStr(stack.redis_url)))
         self._runs = itertools.count()
 
     def settings(self, scenario: str) -> Settings:

@@ -10,10 +10,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
+from agents import clients
 from schemas.settings import Settings
-from streams.app import kafka_client_options
 
 
 def default_key_field(settings: Settings, topic: str) -> str | None:
@@ -60,7 +58,7 @@ def read_messages(path: Path) -> Iterator[tuple[bytes, dict | None]]:
 async def produce_file(settings: Settings, file: str, topic: str, *, key_field: str | None = None,
                        rate: float | None = None) -> int:
     key_field = key_field or default_key_field(settings, topic)
-    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all", linger_ms=5)
+    producer = clients.producer(settings, acks="all", linger_ms=5)
     await producer.start()
     sent = 0
     started = time.monotonic()
@@ -79,7 +77,7 @@ async def produce_file(settings: Settings, file: str, topic: str, *, key_field: 
 
 async def tail_topic(settings: Settings, topic: str, *, from_beginning: bool = False, limit: int | None = None,
                      idle_timeout: float | None = None, out=sys.stdout) -> int:
-    consumer = AIOKafkaConsumer(topic, **kafka_client_options(settings), enable_auto_commit=False,
+    consumer = clients.consumer(settings, topic, enable_auto_commit=False,
                                 auto_offset_reset="earliest" if from_beginning else "latest")
     await consumer.start()
     seen = 0

@@ -1,7 +1,8 @@
 """`streamsense models list | promote VERSION | rollback`: the checkpoint registry, by hand.
 
 Moving the ``latest`` pointer is what every worker follows within a second (agents.lifecycle);
-the learner continues learning from the chosen version. Each move is published on model-events.
+the learner continues learning from the chosen version. Each move is published on model-events,
+and a move that cannot be published is undone.
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ import socket
 import sys
 import time
 
-from aiokafka import AIOKafkaProducer
-from redis.asyncio import Redis
+from aiokafka.errors import KafkaError
 
+from agents import clients
 from agents.stores.checkpoints import RedisCheckpoints
 from online_models.checkpoints import CheckpointRejected
 from schemas.records import ModelEvent
 from schemas.settings import Settings
-from streams.app import kafka_client_options
 
 ROLE = "fraud"
 
 
 async def list_models(settings: Settings, out=sys.stdout) -> list[dict]:
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = clients.redis_client(settings)
     try:
         store = RedisCheckpoints.on_redis(redis, settings)
         latest, rows = await store.latest(ROLE), []
@@ -46,8 +46,18 @@ async def list_models(settings: Settings, out=sys.stdout) -> list[dict]:
 
 
 async def move(settings: Settings, *, to: int | None = None, rollback: bool = False) -> ModelEvent:
-    """Point every worker at version ``to`` (promote) or at the version before the current one (rollback)."""
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    """Point every worker at version ``to`` (promote) or at the version before the current one (rollback).
+
+    Done whole or not at all: the producer connects before the pointer moves (an unreachable Kafka
+    moves nothing), and if publishing the move on model-events fails the pointer goes back.
+    """
+    producer = clients.producer(settings, acks="all")
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        raise SystemExit(f"streamsense models: cannot reach Kafka ({exc}); nothing moved") from None
+    redis = clients.redis_client(settings)
     try:
         store = RedisCheckpoints.on_redis(redis, settings)
         current = await store.latest(ROLE)
@@ -57,20 +67,21 @@ async def move(settings: Settings, *, to: int | None = None, rollback: bool = Fa
                 raise SystemExit("streamsense models: nothing older to roll back to")
             to = older[-1]
         try:
-            await store.point_to(ROLE, to)  # refuses a version that does not verify
+            header = await store.point_to(ROLE, to)  # refuses a version that does not verify
         except CheckpointRejected as exc:
             raise SystemExit(f"streamsense models: v{to} refused: {exc}") from None
-        _, header = await store.load(ROLE, to)
+        event = ModelEvent(event="rolled_back" if rollback else "promoted", role=ROLE, version=to,
+                           model_version=header.get("model_version", "-"), previous_version=current,
+                           by=f"{getpass.getuser()}@{socket.gethostname()}", at=time.time())
+        try:
+            await producer.send_and_wait(settings.topics.model_events, event.to_json(), key=ROLE.encode())
+        except KafkaError as exc:
+            undone = await store.point_back(ROLE, to, current)
+            raise SystemExit(f"streamsense models: could not publish the move on {settings.topics.model_events} "
+                             f"({exc}); " + (f"v{current} is served again" if undone else
+                                             "the pointer had moved on since and is left as it is")) from None
     finally:
         await redis.aclose()
-    event = ModelEvent(event="rolled_back" if rollback else "promoted", role=ROLE, version=to,
-                       model_version=header.get("model_version", "-"), previous_version=current,
-                       by=f"{getpass.getuser()}@{socket.gethostname()}", at=time.time())
-    producer = AIOKafkaProducer(**kafka_client_options(settings), acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(settings.topics.model_events, event.to_json(), key=ROLE.encode())
-    finally:
         await producer.stop()
     print(json.dumps(event.to_dict()))
     return event

@@ -7,11 +7,11 @@ import asyncio
 import dataclasses
 import time
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from agents import clients
 from schemas.settings import Settings
-from streams.app import kafka_client_options
 
 
 def all_topics(settings: Settings) -> list[str]:
@@ -24,7 +24,7 @@ async def create_topics(settings: Settings, names: list[str] | None = None, time
     names = all_topics(settings) if names is None else names
     partitions = settings.partitions
     deadline = time.monotonic() + timeout
-    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
+    admin = clients.admin(settings)
     while True:
         try:
             await admin.start()

@@ -14,9 +14,9 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer
 from river import metrics
 
+from agents import clients
 from agents.sim.simulator import Truth
 from schemas.settings import Settings
 
@@ -122,8 +122,7 @@ async def follow(settings: Settings, truth: Truth, figures: Figures, stop: async
                  refresh_s: float = 2.0, out=sys.stdout) -> None:
     """Consume the output topics and redraw the figures every ``refresh_s`` until ``stop``."""
     t = settings.topics
-    consumer = AIOKafkaConsumer(t.fraud_decisions, t.dead_letters, t.recommendations, t.drift_signals,
-                                bootstrap_servers=settings.bootstrap_servers,
+    consumer = clients.consumer(settings, t.fraud_decisions, t.dead_letters, t.recommendations, t.drift_signals,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 fetch_max_wait_ms=settings.fetch_max_wait_ms)
     await consumer.start()

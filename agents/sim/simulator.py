@@ -17,14 +17,12 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
-
+from agents import clients
 from agents.commands.topics import create_topics
 from agents.sim.pacing import Pacer
 from agents.sim.reco_traffic import RecoTrafficSimulator
 from agents.sim.traffic import TrafficSimulator
 from schemas.settings import Settings
-from streams.app import kafka_client_options
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +71,7 @@ async def publish(settings: Settings, sim: TrafficSimulator, truth: Truth, *, ra
     """Send transactions (and their labels when due) at ``rate`` transactions per second."""
     rng = random.Random(seed)
     topics = settings.topics
-    producer = AIOKafkaProducer(**kafka_client_options(settings), linger_ms=5, acks="all")
+    producer = clients.producer(settings, linger_ms=5, acks="all")
     await producer.start()
     pacer = Pacer(rate)
     try:
@@ -104,7 +102,7 @@ async def publish_reco(settings: Settings, sim: RecoTrafficSimulator, truth: Tru
                        stop: asyncio.Event) -> None:
     """Send interactions and recommendation requests at ``rate`` messages per second."""
     topics = settings.topics
-    producer = AIOKafkaProducer(**kafka_client_options(settings), linger_ms=5, acks="all")
+    producer = clients.producer(settings, linger_ms=5, acks="all")
     await producer.start()
     pacer = Pacer(rate)
     try:

@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 UNLOADABLE = (pickle.UnpicklingError, AttributeError, ImportError, EOFError, IndexError, KeyError, TypeError,
               ValueError)
 
+# Compare and set in one step: only a pointer still at ARGV[1] goes back to ARGV[2] ("" = none).
+_POINT_BACK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1
+"""
+
 
 class RedisCheckpoints:
     def __init__(self, redis: Redis, keys: RedisKeys, signing: KeyRing, app_id: str, keep: int = 10) -> None:
@@ -74,10 +81,18 @@ class RedisCheckpoints:
         raw = await self.redis.get(self.keys.checkpoint_latest(role))
         return int(raw) if raw is not None else None
 
-    async def point_to(self, role: str, version: int) -> None:
-        """Make ``version`` the one every worker serves (promote / roll back); it must verify."""
-        await self.load(role, version)
+    async def point_to(self, role: str, version: int) -> dict:
+        """Make ``version`` the one every worker serves (promote / roll back); it must verify.
+        Returns its header."""
+        _, header = await self.load(role, version)
         await self.redis.set(self.keys.checkpoint_latest(role), version)
+        return header
+
+    async def point_back(self, role: str, moved_to: int, previous: int | None) -> bool:
+        """Undo ``point_to(role, moved_to)``: the pointer goes back to ``previous`` (or away, if there
+        was none), unless something moved it since -- a learner's newer checkpoint is kept."""
+        return bool(await self.redis.eval(_POINT_BACK, 1, self.keys.checkpoint_latest(role), moved_to,
+                                          "" if previous is None else previous))
 
     async def load(self, role: str, version: int) -> tuple[object, dict]:
         blob = await self.redis.get(self.keys.checkpoint(role, version))

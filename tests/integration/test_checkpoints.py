@@ -182,3 +182,14 @@ async def test_a_checkpoint_with_a_non_finite_parameter_is_neither_published_nor
     assert header["version"] == 1
     assert any("refused checkpoint fraud v3" in r.getMessage() and "not finite" in r.getMessage()
                for r in caplog.records)
+
+
+async def test_pointing_back_undoes_a_move_unless_the_pointer_moved_on(registry) -> None:
+    store = RedisCheckpoints(*registry, ring(OLD), "app")
+    for i in range(3):
+        await store.save("fraud", {"i": i}, {})
+    await store.point_to("fraud", 1)
+    assert await store.point_back("fraud", 1, 3) and await store.latest("fraud") == 3  # undone
+    await store.point_to("fraud", 2)
+    await store.save("fraud", {"i": 3}, {})  # a learner publishes v4 meanwhile
+    assert not await store.point_back("fraud", 2, 3) and await store.latest("fraud") == 4  # kept

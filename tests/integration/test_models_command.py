@@ -13,6 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
+from agents.dev.embedded import free_port
 from agents.stores.checkpoints import RedisCheckpoints
 from online_models.engine import FraudEngine
 from schemas.records import Transaction
@@ -101,3 +102,26 @@ def test_models_list_rollback_and_promote(settings: Settings, worker) -> None:
     assert result["rollback"]["previous_version"] == 2
     assert result["served"] == [v2, v1, v2]
     assert [(e["event"], e["version"]) for e in result["events"]] == [("rolled_back", 1), ("promoted", 2)]
+
+
+def test_a_move_that_cannot_be_published_moves_nothing(settings: Settings) -> None:
+    async def saved_and_latest() -> int | None:
+        redis = Redis.from_url(settings.redis_url.get_secret_value())
+        store = RedisCheckpoints.on_redis(redis, settings)
+        try:
+            if not await store.versions("fraud"):
+                for n in (100, 300):
+                    engine = engine_after(n, settings)
+                    await store.save("fraud", engine.models(), {"model_version": engine.model_version})
+            return await store.latest("fraud")
+        finally:
+            await redis.aclose()
+
+    assert asyncio.run(saved_and_latest()) == 2
+    unreachable = settings.replace(bootstrap_servers=f"127.0.0.1:{free_port()}")  # nothing listens there
+    for args in (["rollback"], ["promote", "1"]):
+        run = subprocess.run([sys.executable, "-m", "agents", "models", *args], capture_output=True, text=True,
+                             env={**os.environ, **unreachable.to_env()}, timeout=60)
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.splitlines()[-1].endswith("nothing moved"), run.stderr  # after aiokafka's own log line
+        assert asyncio.run(saved_and_latest()) == 2  # the pointer did not move
