@@ -26,7 +26,7 @@ from schemas.errors import InvalidEvent
 from schemas.records import INTERACTION_KINDS, RecoRequest, Recommendation
 from schemas.settings import Settings
 from schemas.validation import INTERACTIONS, RECO_REQUESTS
-from streams.popularity import interaction_weight, live_buckets, trending
+from streams.popularity import live_buckets, reader_clock, trending, trending_weight
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,9 @@ class RecoProcessor:
         recorded = []
         for _, it in kept:
             self.engine.learn(it, seen[it.user_id])
+            popularity = trending_weight(it.kind, it.rating, it.item_id in seen[it.user_id])
             seen[it.user_id].add(it.item_id)
-            recorded.append((it.user_id, it.item_id, it.ts, interaction_weight(it.kind, it.rating)))
+            recorded.append((it.user_id, it.item_id, it.ts, popularity))
             self.stats.watermark = max(self.stats.watermark, it.ts)
         if kept and not self.trending:
             await self._refresh_quietly()
@@ -179,7 +180,7 @@ class RecoProcessor:
 
     async def refresh_trending(self) -> None:
         """Merge the recent popularity buckets (all workers') into the ranked list answers use."""
-        now = self.stats.watermark or self.clock()
+        now = reader_clock(self.stats.watermark, self.clock(), self.settings.max_future_s)
         half_life = self.settings.reco_trending_half_life_s
         buckets = await self.store.popularity(live_buckets(now, half_life))
         self.trending = trending(buckets, now, half_life)

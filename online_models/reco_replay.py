@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from online_models.reco_engine import RecoEngine
 from schemas.records import Interaction
-from streams.popularity import interaction_weight, popularity_bucket, trending
+from streams.popularity import popularity_bucket, trending, trending_weight
 
 TRENDING_REFRESH = 50  # events between trending recomputations (the worker refreshes every ~2 s)
 
@@ -73,8 +73,8 @@ class RecoReplay:
     def learn(self, it: Interaction) -> None:
         seen = self.seen[it.user_id]
         self.engine.learn(it, seen)
-        seen.add(it.item_id)
         bucket = self.buckets[popularity_bucket(it.ts)]
-        bucket[it.item_id] = bucket.get(it.item_id, 0.0) + interaction_weight(it.kind, it.rating)
+        bucket[it.item_id] = bucket.get(it.item_id, 0.0) + trending_weight(it.kind, it.rating, it.item_id in seen)
+        seen.add(it.item_id)
         self.watermark = max(self.watermark, it.ts)
         self._since_refresh += 1

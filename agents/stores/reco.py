@@ -66,7 +66,8 @@ class RecoStore:
                 pipe.expire(key, ttl)
             for bucket, weights in popular.items():
                 for item_id, weight in weights.items():
-                    pipe.zincrby(bucket, weight, item_id)
+                    if weight:  # a repeat adds nothing (streams.popularity.trending_weight)
+                        pipe.zincrby(bucket, weight, item_id)
                 pipe.expire(bucket, POPULARITY_TTL_S)
             for user_id, items in lists.items():
                 key = self.keys.reco_list(user_id)
