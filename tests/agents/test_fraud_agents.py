@@ -90,6 +90,22 @@ async def test_an_exception_in_model_code_dead_letters_that_event_only(worker, m
     assert [(d["stage"], d["error"]) for d in letters] == [("score", "ZeroDivisionError: injected")]
 
 
+async def test_a_non_finite_score_dead_letters_that_event_as_score(worker, monkeypatch) -> None:
+    topology, runtime, sent = worker
+    real_anomaly = runtime.engine.anomaly.score_one
+    # A model gone bad for one input: the engine refuses its output (ScoreRejected), never decides with it.
+    monkeypatch.setattr(runtime.engine.anomaly, "score_one",
+                        lambda x: float("nan") if "f_poison" in x else real_anomaly(x))
+    poisoned = json.dumps({**json.loads(tx(2)), "features": {"poison": 1.0}}).encode()
+    async with agent_named(topology.app, "score-transactions").test_context() as test_agent:
+        for value in (tx(1), poisoned, tx(3)):
+            await test_agent.put(value, key=b"bob")
+        await wait_for(sent, decisions=2, dead_letters=1)
+    letters = [json.loads(e.value) for e in sent if e.topic == "dead-letters"]
+    assert sorted(json.loads(e.value)["event_id"] for e in sent if e.topic == "fraud-decisions") == ["a1", "a3"]
+    assert [(d["stage"], d["error"].split(":")[0]) for d in letters] == [("score", "ScoreRejected")]
+
+
 async def test_any_exception_outside_model_code_dead_letters_only_the_events_that_cause_it(worker, monkeypatch) -> None:
     topology, runtime, sent = worker
     store = runtime.processor.store
