@@ -236,7 +236,7 @@ def _rating_only_with_its_kind(values: dict) -> None:
 
 
 # -- the topics -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one object per topic
 class Shape:
     """One input topic's contract: its fields, the field its Kafka key must equal, its open categories."""
 
