@@ -81,12 +81,13 @@ class Settings:
     sasl_password: SecretStr = field(default_factory=lambda: SecretStr(""))
     ssl_cafile: str = ""
     allow_plaintext_sasl: bool = False
-    app_id: str = "streamsense-v1"  # versioned: a feature change bumps it and starts fresh state
+    # Versioned: a feature change bumps it and starts fresh state everywhere -- the consumer group,
+    # the learn topic and every Redis key (redis_key_prefix), checkpoints included.
+    app_id: str = "streamsense-v1"
     partitions: int = 4
     topics: Topics = field(default_factory=Topics)
     # Redis (the URL may carry a password, so it is a secret)
     redis_url: SecretStr = field(default_factory=lambda: SecretStr("redis://127.0.0.1:6379/0"))
-    redis_key_prefix: str = "ss:v1"
     # Secrets for pseudonymising ids and signing checkpoints (schemas.keyring). The defaults are
     # public: check_secrets refuses them, and any key under 32 bytes, outside development.
     pseudonym_key: SecretStr = field(default_factory=lambda: SecretStr("dev-only-pseudonym-key"))
@@ -168,6 +169,16 @@ class Settings:
     seed: int = 42
 
     @property
+    def redis_key_prefix(self) -> str:
+        """Every Redis key starts with it. Derived from app_id, not a setting of its own: bumping
+        app_id cannot leave state or a model checkpoint of the old version to be read as new.
+
+        >>> Settings(app_id="streamsense-v2").redis_key_prefix
+        'ss:streamsense-v2'
+        """
+        return f"ss:{self.app_id}"
+
+    @property
     def learn_topic(self) -> str:
         """Internal, one partition: labelled snapshots on their way to the one worker that learns."""
         return f"{self.app_id}-learn"
@@ -236,6 +247,8 @@ class Settings:
         known = {f.name: f for f in fields(cls)}
         kwargs: dict[str, object] = {}
         for name, raw in values.items():
+            if name == "redis_key_prefix":
+                raise SettingsError("redis_key_prefix is derived from app_id (ss:<app_id>); set app_id instead")
             if name not in known:
                 raise SettingsError(f"unknown setting {name!r}")
             kwargs[name] = _coerce(name, known[name], raw)

@@ -52,7 +52,7 @@ def settings(broker: str, redis_url: str, tmp_path) -> Settings:
     suffix = uuid.uuid4().hex[:8]
     return Settings(
         bootstrap_servers=broker, redis_url=SecretStr(redis_url), app_id=f"streamsense-test-{suffix}",
-        redis_key_prefix=f"ss:test:{suffix}", partitions=4, data_dir=str(tmp_path / "data"),
+        partitions=4, data_dir=str(tmp_path / "data"),
         web_port=free_port(), dev_mode=True,  # the public development keys, on loopback only
         topics=Topics(**{name: f"{name}-{suffix}" for name in Topics.__dataclass_fields__}),
     )

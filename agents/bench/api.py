@@ -120,7 +120,7 @@ def run_api_bench(*, rate: float = 200.0, seconds: float = 30.0, warmup_s: float
                 print(f"  {name:26s} {result['endpoints'][name]}", file=sys.stderr)
         finally:
             proc.stop()
-        alone = settings.replace(redis_key_prefix=settings.redis_key_prefix + ":alone")
+        alone = settings.replace(app_id=settings.app_id + "-alone")
         result["endpoints"]["decide alone (no HTTP/Kafka)"] = summary(asyncio.run(decide_alone(alone, 2000, seed)), 0)
     return result
 

@@ -91,8 +91,9 @@ class RedisCheckpoints:
     async def point_back(self, role: str, moved_to: int, previous: int | None) -> bool:
         """Undo ``point_to(role, moved_to)``: the pointer goes back to ``previous`` (or away, if there
         was none), unless something moved it since -- a learner's newer checkpoint is kept."""
-        return bool(await self.redis.eval(_POINT_BACK, 1, self.keys.checkpoint_latest(role), moved_to,
-                                          "" if previous is None else previous))
+        point_back = self.redis.register_script(_POINT_BACK)  # EVALSHA: inside the README's Redis ACL
+        return bool(await point_back(keys=[self.keys.checkpoint_latest(role)],
+                                     args=[moved_to, "" if previous is None else previous]))
 
     async def load(self, role: str, version: int) -> tuple[object, dict]:
         blob = await self.redis.get(self.keys.checkpoint(role, version))

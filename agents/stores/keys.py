@@ -5,13 +5,13 @@ the pseudonym key's id (schemas.keyring), so a Redis scan, a slowlog or a memory
 reveal them, and state written under a retired key is recognisable by name.
 
 >>> from schemas.settings import Settings, SecretStr
->>> keys = RedisKeys.from_settings(Settings(pseudonym_key=SecretStr("k"), redis_key_prefix="ss:v1"))
+>>> keys = RedisKeys.from_settings(Settings(pseudonym_key=SecretStr("k"), app_id="streamsense-v1"))
 >>> keys.user("alice")
-'ss:v1:u:p0.ec631a55bb81f5b9dc96'
+'ss:streamsense-v1:u:p0.ec631a55bb81f5b9dc96'
 >>> "alice" in keys.user("alice")
 False
 >>> keys.decision("evt-1")
-'ss:v1:d:evt-1'
+'ss:streamsense-v1:d:evt-1'
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ TOKEN, ENTRY = new_api_key("payments", ["score"])
 
 @pytest.fixture
 async def api(redis_url: str, tmp_path):
-    settings = Settings(redis_url=SecretStr(redis_url), redis_key_prefix=f"ss:e:{uuid.uuid4().hex[:6]}",
-                        app_id=f"api-errors-{uuid.uuid4().hex[:6]}", data_dir=str(tmp_path), api_keys=ENTRY)
+    settings = Settings(redis_url=SecretStr(redis_url), app_id=f"api-errors-{uuid.uuid4().hex[:6]}",
+                        data_dir=str(tmp_path), api_keys=ENTRY)
     topology, runtime = build_worker(settings, web_enabled=False)
     await runtime.start()
     yield Api(topology, runtime), topology.app.web

@@ -21,9 +21,8 @@ NOW = 1_795_514_400.0
 
 @pytest.fixture
 async def worker(redis_url: str, tmp_path, monkeypatch):
-    settings = Settings(redis_url=SecretStr(redis_url), redis_key_prefix=f"ss:a:{uuid.uuid4().hex[:6]}",
-                        app_id=f"agents-test-{uuid.uuid4().hex[:6]}", data_dir=str(tmp_path),
-                        batch_within_s=0.01, max_past_s=10 * 365 * 86400.0)
+    settings = Settings(redis_url=SecretStr(redis_url), app_id=f"agents-test-{uuid.uuid4().hex[:6]}",
+                        data_dir=str(tmp_path), batch_within_s=0.01, max_past_s=10 * 365 * 86400.0)
     topology, runtime = build_worker(settings, web_enabled=False)
     sent: list = []
 

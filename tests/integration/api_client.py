@@ -35,7 +35,7 @@ def api_settings(broker: str, redis_url: str, log_dir: Path, api_keys: str, **ch
     suffix = uuid.uuid4().hex[:8]
     keys = {"pseudonym_key": SecretStr(secrets.token_urlsafe(32)), "signing_key": SecretStr(secrets.token_urlsafe(32))}
     settings = Settings(bootstrap_servers=broker, redis_url=SecretStr(redis_url), app_id=f"streamsense-api-{suffix}",
-                        redis_key_prefix=f"ss:api:{suffix}", partitions=4, data_dir=str(log_dir / "data"),
+                        partitions=4, data_dir=str(log_dir / "data"),
                         topics=Topics(**{n: f"{n}-{suffix}" for n in Topics.__dataclass_fields__}),
                         api_keys=api_keys, **{**keys, **changes})
     asyncio.run(create_topics(settings))

@@ -27,7 +27,7 @@ START = 1_700_000_000.0
 
 
 async def test_worker_and_evaluate_score_the_same_stream_identically(redis_url: str, monkeypatch) -> None:
-    settings = Settings(redis_url=SecretStr(redis_url), redis_key_prefix=f"ss:e:{uuid.uuid4().hex[:6]}",
+    settings = Settings(redis_url=SecretStr(redis_url), app_id=f"ss-e-{uuid.uuid4().hex[:6]}",
                         max_past_s=1e10, max_future_s=1e10)
     sim = [ev for ev in itertools.islice(TrafficSimulator(seed=3, start_ts=START, users=60).events(), 600)
            if ev.kind == "transaction"]

@@ -46,7 +46,7 @@ def msg(value: bytes, offset: int, topic: str = "transactions") -> RawMessage:
 
 @pytest.fixture
 async def processor(redis_url: str):
-    settings = Settings(redis_url=SecretStr(redis_url), redis_key_prefix=f"ss:t:{uuid.uuid4().hex[:6]}",
+    settings = Settings(redis_url=SecretStr(redis_url), app_id=f"ss-t-{uuid.uuid4().hex[:6]}",
                         label_horizon_s=100.0)
     redis = Redis.from_url(redis_url)
     store = FraudStore(redis, RedisKeys.from_settings(settings), settings)
@@ -190,7 +190,7 @@ async def test_redis_down_still_decides_degraded(tmp_path) -> None:
 async def test_a_degraded_decision_is_journaled_answered_again_and_stored_once_redis_is_back(redis_url,
                                                                                             tmp_path) -> None:
     down = Settings(redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"), data_dir=str(tmp_path),
-                    redis_key_prefix=f"ss:j:{uuid.uuid4().hex[:6]}")
+                    app_id=f"ss-j-{uuid.uuid4().hex[:6]}")
     clock = itertools.count(NOW, 0.125).__next__  # every decision made again would differ in its latency
 
     async def decide(settings: Settings, offsets: range) -> FraudOutcome:

@@ -35,7 +35,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def readme_acl(prefix: str) -> list[str]:
     """The README's ``ACL SETUSER streamsense ...`` command for ``prefix``, as its words."""
     block = re.search(r"<!-- redis-acl:begin.*?```\n(ACL SETUSER .*?)\n```", README.read_text(), re.S).group(1)
-    return block.replace("ss:v1:*", f"{prefix}:*").replace(">PASSWORD", f">{PASSWORD}").split()
+    return block.replace("ss:streamsense-v1:*", f"{prefix}:*").replace(">PASSWORD", f">{PASSWORD}").split()
 
 
 async def labels_and_reco_traffic(settings: Settings) -> dict:

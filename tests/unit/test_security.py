@@ -100,7 +100,7 @@ def test_a_secret_can_come_from_a_file_named_by_its_setting_and_file(tmp_path) -
 def test_a_new_pseudonym_key_names_all_state_afresh_and_old_names_are_recognisable() -> None:
     from agents.stores.keys import RedisKeys
 
-    old = Settings(pseudonym_key=SecretStr("o" * 32), pseudonym_key_id="p1", redis_key_prefix="ss:v1")
+    old = Settings(pseudonym_key=SecretStr("o" * 32), pseudonym_key_id="p1")
     new = old.replace(pseudonym_key=SecretStr("n" * 32), pseudonym_key_id="p2")
     before, after = RedisKeys.from_settings(old), RedisKeys.from_settings(new)
     for name in ("user", "seen_items", "reco_list", "merchant"):
