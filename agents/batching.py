@@ -44,7 +44,7 @@ Handle = Callable[[list[RawMessage]], Awaitable[list[Emit]]]
 
 def raw_message(event: faust.EventT) -> RawMessage:
     m = event.message
-    return RawMessage(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+    return RawMessage(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, m.generation_id)
 
 
 async def send_all(app: faust.App, emits: Sequence[Emit]) -> Awaitable[list]:

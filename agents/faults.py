@@ -16,10 +16,14 @@ import inspect
 import logging
 import os
 import random
+import signal
 
 log = logging.getLogger(__name__)
 
 ENV = "SS_TEST_FAULTS"
+# n: the worker stops itself (SIGSTOP) just before its n-th decision commit, so a test can resume it
+# after its partitions moved: a zombie that certainly has a write in hand.
+STOP_ENV = "SS_TEST_STOP_BEFORE_COMMIT"
 
 
 class InjectedFault(Exception):
@@ -82,10 +86,29 @@ class Faults:
         for owner, method, stage in (
                 (fraud.transactions, "decode", "decode"), (runtime.engine, "score", "score"),
                 (fraud.store, "load", "load"), (fraud.store, "commit", "commit"),
-                (fraud.store, "take_snapshots", "label"), (fraud.store, "park_labels", "label"),
+                (fraud.store, "join_labels", "label"), (fraud.store, "expired_parked", "timer"),
                 (runtime.engine, "learn_label", "learn"), (runtime.engine, "learn_unlabelled", "learn"),
                 (reco.engine, "learn", "reco"), (reco.store, "record", "reco"), (reco.engine, "recommend", "reco"),
                 (fraud.store, "expired_pending", "timer"),
                 (runtime.app.producer, "send", "produce")):
             self.wrap(owner, method, stage)
 
+
+
+def stop_before_commit(store: object) -> None:
+    """Test only (``SS_TEST_STOP_BEFORE_COMMIT``): stop this process before its n-th decision commit."""
+    n = int(os.environ.get(STOP_ENV) or 0)
+    if not n:
+        return
+    real, seen = store.commit, [0]
+
+    @functools.wraps(real)
+    async def commit(batch):
+        if batch.guards:
+            seen[0] += 1
+            if seen[0] == n:
+                log.warning("TEST: stopping before decision commit %d", n)
+                os.kill(os.getpid(), signal.SIGSTOP)
+        return await real(batch)
+
+    store.commit = commit

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import faust
+from redis.exceptions import RedisError
 
 from agents.batching import emit_all, run_batches
 from agents.fraud_outcome import FraudOutcome
@@ -13,6 +15,9 @@ from agents.runtime import Runtime
 from agents.timers import resilient_timer
 from schemas.settings import Settings
 from streams.app import Topology
+
+log = logging.getLogger(__name__)
+PARKED_EXPIRY_INTERVAL_S = 60.0
 
 
 def register_fraud_agents(topology: Topology, settings: Settings, runtime: Runtime) -> None:
@@ -38,6 +43,18 @@ def register_fraud_agents(topology: Topology, settings: Settings, runtime: Runti
     async def learn_fraud_model(stream: faust.StreamT) -> None:
         await run_batches(app, stream, emitting(lambda batch: runtime.learner.on_examples(batch)), settings, "learn",
                           runtime.metrics)
+
+    @app.on_partitions_assigned.connect
+    async def own_partitions(sender: faust.App, assigned: object, **kwargs: object) -> None:
+        try:
+            await runtime.claim_partitions()  # before the new assignment's first batch
+        except (RedisError, OSError) as exc:  # an exception here would crash the worker; retried in 2 s
+            log.warning("could not claim the assigned partitions yet: %s", exc)
+
+    @resilient_timer(app, PARKED_EXPIRY_INTERVAL_S, "dead-lettering labels whose transaction never came")
+    async def expire_parked_labels() -> None:
+        outcome = await runtime.processor.labels.expire_parked()
+        await emit_all(app, outcome.to_emits(settings, runtime.metrics))
 
     @resilient_timer(app, 1.0, "expiring unlabelled decisions")
     async def expire_unlabelled() -> None:

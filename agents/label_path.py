@@ -3,9 +3,16 @@
 Outcome per label, exactly one of:
 - a labelled example for the learner (agents.learner), from the snapshot taken at decision time;
 - parked, when its transaction is not decided yet (a backlog, a replay): the transaction path
-  learns it as soon as the decision is committed;
+  learns it as soon as the decision is committed (joining and parking is one Redis script, and
+  the decision commit takes parked labels in its own script: a label parked while its
+  transaction is being committed is never orphaned). A label still parked ``snapshot_ttl_s``
+  later, its transaction never decided, becomes a ``label_expired`` dead letter (``expire_parked``);
 - a ``label_join`` dead letter (invalid bytes go to ``validate``) when its decision is known but
-  its snapshot is gone (already labelled, or past the snapshot TTL).
+  its snapshot is gone (taken by another label, or past the snapshot TTL), or another label for
+  the event is already parked.
+
+A snapshot is taken for the label's input offset, not deleted: the same label redelivered (the
+worker died before its learn example reached the broker) is joined again instead of lost.
 
 Decisions left unlabelled ``label_horizon_s`` of event time after their transaction are learned
 as legitimate (``expire_unlabelled``); a chargeback that comes later is learned as a correction.
@@ -22,7 +29,7 @@ from agents.fraud_outcome import FraudOutcome
 from agents.intake import Intake
 from agents.messages import RawMessage, refuse
 from agents.metrics import Metrics
-from agents.stores.fraud import FraudStore
+from agents.stores.fraud import FraudStore, ParkedLabel
 from online_models.engine import MODEL_NAME, FraudEngine
 from schemas.errors import InvalidEvent
 from schemas.internal_records import LabelledExample, Snapshot
@@ -34,6 +41,10 @@ log = logging.getLogger(__name__)
 
 class UnknownLabelTarget(InvalidEvent):
     """A label for a decided event_id whose snapshot is gone (already labelled, or expired)."""
+
+
+class LabelExpired(InvalidEvent):
+    """A label whose transaction was never decided while it waited."""
 
 
 @dataclass
@@ -57,22 +68,24 @@ class LabelPath:
     async def on_labels(self, messages: Sequence[RawMessage]) -> FraudOutcome:
         labels, refused = self.intake.split(LABELS, messages)
         outcome = FraudOutcome(refused=refused)
-        snapshots, decided = await self.store.take_snapshots(list(dict.fromkeys(lb.event_id for _, lb in labels)))
-        learn, park = [], {}
-        for msg, label in labels:
-            snapshot = snapshots.pop(label.event_id, None)
-            if snapshot is not None:
-                learn.append(LabelledExample(label.event_id, snapshot, label.is_fraud))
-            elif label.event_id not in decided and label.event_id not in park:
-                park[label.event_id] = label.is_fraud  # its transaction is not decided yet
+        joined = await self.store.join_labels(
+            [(label.event_id, msg.source, ParkedLabel(label.is_fraud, msg.source, msg.value or b""))
+             for msg, label in labels], self.clock())
+        learn, parked = [], 0
+        for (msg, label), found in zip(labels, joined, strict=True):
+            if found.kind == "learn":
+                learn.append(LabelledExample(label.event_id, found.snapshot, label.is_fraud))
+            elif found.kind == "parked" and found.by in ("", msg.source):  # parked now, or this label again
+                parked += 1
             else:
-                exc = UnknownLabelTarget("unknown_event", "event_id",
-                                         f"no decision waiting for a label for event_id {label.event_id!r} "
-                                         "(already labelled, or past the snapshot TTL)")
-                outcome.refused.append(refuse(self.settings, msg, "label_join", exc, self.clock()))
-        await self.store.park_labels(park)
-        self.stats.labels_parked += len(park)
-        self.metrics.events.labels(self.settings.topics.fraud_labels, "parked").inc(len(park))
+                why = (f"another label ({found.by}) for event_id {label.event_id!r} is already waiting for it"
+                       if found.kind == "parked" else
+                       f"no decision waiting for a label for event_id {label.event_id!r} (already labelled"
+                       f"{' by ' + found.by if found.by else ''}, or past the snapshot TTL)")
+                outcome.refused.append(refuse(self.settings, msg, "label_join",
+                                              UnknownLabelTarget("unknown_event", "event_id", why), self.clock()))
+        self.stats.labels_parked += parked
+        self.metrics.events.labels(self.settings.topics.fraud_labels, "parked").inc(parked)
         self.metrics.events.labels(self.settings.topics.fraud_labels, "learned").inc(len(learn))
         outcome.examples.extend(await self.learn(learn, {label.event_id: label.ts for _, label in labels}))
         outcome.signals.extend(self.engine.take_signals())
@@ -107,3 +120,17 @@ class LabelPath:
         await self.store.mark_assumed_legitimate(list(snapshots), snapshots)
         self.stats.expired_learned += len(snapshots)
         return FraudOutcome(examples=examples)
+
+    async def expire_parked(self, limit: int = 1000) -> FraudOutcome:
+        """Labels parked ``snapshot_ttl_s`` ago whose transaction never came: ``label_expired`` dead
+        letters, with the label's own bytes and input offset."""
+        outcome = FraudOutcome()
+        ttl = self.settings.snapshot_ttl_s
+        for event_id, parked in (await self.store.expired_parked(self.clock() - ttl, limit)).items():
+            topic, partition, offset = parked.source.rsplit("/", 2) if parked.source.count("/") >= 2 else ("", -1, -1)
+            msg = RawMessage(topic or self.settings.topics.fraud_labels, int(partition), int(offset),
+                             event_id.encode(), parked.raw)
+            exc = LabelExpired("label_expired", "event_id",
+                               f"no transaction {event_id!r} was decided within {ttl} s of its label")
+            outcome.refused.append(refuse(self.settings, msg, "label_expired", exc, self.clock()))
+        return outcome

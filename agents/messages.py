@@ -26,6 +26,7 @@ class RawMessage:
     key: bytes | None
     value: bytes | None
     timestamp: float | None = None
+    generation: int | None = None  # the consumer-group generation it was read in (writes are fenced by it)
 
     @classmethod
     def from_api(cls, key: bytes, value: bytes, timestamp: float, index: int = 0) -> RawMessage:

@@ -48,6 +48,8 @@ class Metrics:
                              "severity"], registry=r)
         self.redis_errors = Counter("streamsense_redis_errors_total", "Failed Redis calls", ["operation"],
                                     registry=r)
+        self.fenced = Counter("streamsense_fenced_batches", "Batches not committed: another worker owns their "
+                              "partition in a newer consumer-group generation", registry=r)
         self.redis_data_loss = Counter("streamsense_redis_data_loss", "Times Redis was found to have lost its "
                                        "data (its epoch key vanished or changed)", registry=r)
         self.redis_eviction_unsafe = Gauge("streamsense_redis_eviction_unsafe", "1 when Redis's maxmemory-policy "

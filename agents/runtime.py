@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agents.clients import redis_client
-from agents.faults import Faults
+from agents.faults import Faults, stop_before_commit
 from agents.fraud_processor import FraudProcessor
 from agents.learner import LearnTopicReader, Learner
 from agents.lifecycle import ModelLifecycle
@@ -45,6 +46,7 @@ class Runtime(faust.Service):
         self.reco: RecoProcessor | None = None
         self.epoch: Epoch | None = None
         self.eviction: EvictionReport | None = None
+        self._claimed: tuple[int, tuple[int, ...]] | None = None  # (generation, partitions) last claimed
 
     async def on_start(self) -> None:
         self.redis = redis_client(self.settings)
@@ -53,15 +55,17 @@ class Runtime(faust.Service):
         self.learner = Learner(self.settings, self.engine, self.metrics, LearnTopicReader(self.settings))
         self.lifecycle = ModelLifecycle(self.engine, self.learner, RedisCheckpoints.on_redis(self.redis, self.settings))
         self.epoch = Epoch(self.redis, RedisKeys.from_settings(self.settings), self.settings.data_dir)
+        # Test hooks before the first await: the agents may take a batch as soon as this yields.
+        faults = Faults.from_env()  # None unless a reliability test asks for faults
+        if faults is not None:
+            faults.install(self)
+        stop_before_commit(self.processor.store)  # nothing unless a reliability test asks for a zombie
         try:
             await self.check_redis_trust()
             await self.lifecycle.restore()
         except (RedisError, OSError) as exc:  # start anyway: decide degraded, restore when Redis answers
             log.error("Redis unreachable at start (%s): serving a fresh model, decisions degraded; the "
                       "checkpoint is restored as soon as Redis answers", exc)
-        faults = Faults.from_env()  # None unless a reliability test asks for faults
-        if faults is not None:
-            faults.install(self)
 
     async def on_stop(self) -> None:
         if self.lifecycle is not None:
@@ -73,11 +77,26 @@ class Runtime(faust.Service):
             await self.redis.aclose()
 
     @faust.Service.timer(TRUST_INTERVAL_S)
-    async def _recheck_redis_trust(self) -> None:
+    async def _recheck_redis(self) -> None:
         try:
             await self.check_redis_trust()
+            await self.claim_partitions()
         except (RedisError, OSError) as exc:  # Redis down: the breaker and /ready report that
-            log.debug("cannot check Redis's epoch and eviction policy: %s", exc)
+            log.debug("cannot check Redis's epoch and eviction policy or claim partitions: %s", exc)
+
+    async def claim_partitions(self) -> None:
+        """Record this worker as the owner of its transaction partitions in the current generation:
+        a worker that read them in an older one can no longer commit (agents.stores.fraud). Run on
+        every assignment, and again every few seconds in case Redis was down then."""
+        topic = self.settings.topics.transactions
+        try:
+            assigned = self.app.consumer.assignment()
+        except ConsumerNotStarted:
+            return
+        claim = (self.app.consumer_generation_id, tuple(sorted(tp.partition for tp in assigned if tp.topic == topic)))
+        if claim[1] and claim != self._claimed and self.processor is not None:
+            await self.processor.store.claim_partitions(topic, claim[1], claim[0])
+            self._claimed = claim
 
     async def check_redis_trust(self) -> None:
         """Read Redis's eviction policy and epoch (agents.stores.trust); report what is unsafe."""

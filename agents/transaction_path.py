@@ -40,10 +40,10 @@ from agents.journal import DegradedJournal
 from agents.label_path import LabelPath
 from agents.messages import API_SOURCE, Emit, RawMessage, Transient, refuse
 from agents.metrics import Metrics
-from agents.stores.fraud import FraudStore, LoadedState, WriteBatch
+from agents.stores.fraud import CommitResult, FraudStore, LoadedState, WriteBatch
 from online_models.engine import MODEL_NAME, FraudEngine
 from schemas.errors import InvalidEvent
-from schemas.internal_records import LabelledExample, StoredDecision, UnlabelledExample, event_digest
+from schemas.internal_records import LabelledExample, Snapshot, StoredDecision, UnlabelledExample, event_digest
 from schemas.records import Transaction
 from schemas.settings import Settings
 from schemas.validation import TRANSACTIONS
@@ -87,6 +87,7 @@ class Plan:
     early: list[LabelledExample]  # labels that came first: learned once the commit holds
     decided: list[tuple[RawMessage, str, str]]  # (message, decision, outcome) for the metrics
     records: dict[str, StoredDecision] = dataclasses.field(default_factory=dict)  # what the commit stores
+    snapshots: dict[str, Snapshot] = dataclasses.field(default_factory=dict)  # of decisions awaiting a label
 
 
 class TransactionPath:
@@ -172,7 +173,7 @@ class TransactionPath:
             plan = self._plan(valid, loaded, started)
             asked = time.monotonic()
             try:
-                taken = await self.store.commit(plan.batch)
+                result = await self.store.commit(plan.batch)
             except RedisError as exc:
                 self._redis_failed("commit", exc)
                 committed = await self._read_back(plan)
@@ -180,16 +181,30 @@ class TransactionPath:
                     return self._decide_degraded(valid, started), False
                 if not committed:
                     continue  # another worker decided some of them: reload and redo
-                taken = []
+                result = CommitResult()
             else:
                 self._redis_answered(redis_s + time.monotonic() - asked)
-            if not taken:
+            if result.fenced:
+                # These partitions moved while this worker was away (paused, partitioned): their new
+                # owner reads those offsets again. Their messages are dropped here; the rest is redone.
+                log.warning("partitions %s have a newer owner than generation %s: %d messages not committed "
+                            "here", result.fenced, valid[0][0].generation,
+                            sum((m.topic, m.partition) in result.fenced for m, _ in valid))
+                self.metrics.fenced.inc()
+                valid = [(m, tx) for m, tx in valid if (m.topic, m.partition) not in result.fenced]
+                if not valid:
+                    return FraudOutcome(), True
+                continue
+            if result.committed:
+                # Labels parked while this batch was being decided are learned now, like early ones.
+                plan.early.extend(LabelledExample(e, plan.snapshots[e], y) for e, y in result.late_labels.items())
                 # Only once the decisions are committed: never learned twice.
                 plan.outcome.examples.extend(await self.labels.learn(plan.early))
                 self._observe(plan.decided, started)
                 return plan.outcome, True
-            # Another worker decided some of these event_ids meanwhile: reload and redo.
-            log.info("%d decisions raced with another worker; reloading batch", len(taken))
+            # Another writer decided some of these event_ids, or changed some of these users: redo.
+            log.info("%d decisions raced with another writer, %d users changed meanwhile; reloading batch",
+                     len(result.taken), len(result.stale))
         raise Transient("decision commit kept conflicting; giving up on this batch")
 
     async def _reconcile(self) -> None:
@@ -252,6 +267,8 @@ class TransactionPath:
                 plan.early.append(LabelledExample(tx.event_id, scored.snapshot, label))
             record = StoredDecision(msg.source, decision, digest)
             self.store.record_decision(batch, record, None if label is not None else scored.snapshot)
+            if label is None:
+                plan.snapshots[tx.event_id] = scored.snapshot
             if msg.via_api:
                 self.store.hold_until_published(batch, tx.event_id, self.clock())
             decided_here[tx.event_id] = plan.records[tx.event_id] = record
@@ -262,7 +279,10 @@ class TransactionPath:
             plan.decided.append((msg, decision.decision, "decided"))
         outcome.examples.extend(unlabelled)
         for user_id in touched_users:
-            self.store.save_user(batch, user_id, users[user_id])  # type: ignore[arg-type]
+            read = loaded.user_versions.get(user_id, "")
+            self.store.save_user(batch, user_id, users[user_id], read)  # type: ignore[arg-type]
+        for msg in {(m.topic, m.partition): m for m, _ in valid if m.generation is not None}.values():
+            self.store.fence(batch, msg.topic, msg.partition, msg.generation)  # type: ignore[arg-type]
         return plan
 
     def _answered(self, msg: RawMessage, tx: Transaction, digest: str, stored: StoredDecision | None,

@@ -55,6 +55,18 @@ class RedisKeys:
         """A label that arrived before its transaction was decided, parked until it is."""
         return f"{self.prefix}:l:{event_id}"
 
+    def label_consumed(self, event_id: str) -> str:
+        """Which label input offset took the snapshot (a redelivery of that label takes it again)."""
+        return f"{self.prefix}:lc:{event_id}"
+
+    def parked_labels(self) -> str:
+        """Sorted set event_id -> when parked, of labels waiting for their transaction."""
+        return f"{self.prefix}:parked"
+
+    def partition_owner(self, topic: str, partition: int) -> str:
+        """The consumer-group generation in which the partition's current owner got it (fencing)."""
+        return f"{self.prefix}:owner:{topic}:{partition}"
+
     def pending_labels(self) -> str:
         """Sorted set event_id -> event ts of decisions still waiting for a label."""
         return f"{self.prefix}:pending"

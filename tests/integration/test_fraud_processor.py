@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import itertools
 import json
 import uuid
@@ -20,6 +22,7 @@ from agents.stores.keys import RedisKeys
 from online_models.engine import FraudEngine
 from schemas.internal_records import UnlabelledExample
 from schemas.settings import SecretStr, Settings
+from streams.fraud_features import UserState
 
 pytestmark = pytest.mark.integration
 
@@ -255,3 +258,91 @@ async def test_a_slow_redis_opens_the_breaker_like_a_failing_one(processor) -> N
     path.breaker.reset_after_s = 0.0
     (decision,) = (await path.on_transactions([msg(tx_bytes(4), 4)])).decisions
     assert not decision.degraded and path.breaker.state == "closed"
+
+
+async def test_two_writers_of_one_user_both_count_the_second_reloads_and_redoes(processor, redis_url) -> None:
+    """Compare-and-set on the user blob: a writer whose read went stale reloads and redoes."""
+    settings = processor.settings
+    redis = Redis.from_url(redis_url)
+    other = FraudProcessor(settings, FraudEngine.from_settings(settings),
+                           FraudStore(redis, RedisKeys.from_settings(settings), settings), clock=lambda: NOW)
+    store, load = processor.store, processor.store.load
+    raced = []
+
+    async def load_then_someone_writes(*args):
+        loaded = await load(*args)
+        if not raced:  # between this read and its commit, another writer commits the same user
+            raced.append(await other.transactions.on_transactions([msg(tx_bytes(100), 100)]))
+        return loaded
+
+    store.load = load_then_someone_writes
+    try:
+        mine = await processor.transactions.on_transactions([msg(tx_bytes(1), 1)])
+    finally:
+        store.load = load
+        await redis.aclose()
+    assert event_ids(raced[0]) == ["e100"] and event_ids(mine) == ["e1"]
+    user = UserState.from_bytes(await processor.store.redis.get(processor.store.keys.user("alice")))
+    assert user.count == 2  # last-writer-wins would have kept 1
+
+
+async def test_a_batch_read_before_its_partition_moved_is_fenced_and_writes_nothing(processor) -> None:
+    store = processor.store
+    newer = FraudStore(store.redis, store.keys, processor.settings, member="other-worker")
+    await newer.claim_partitions("transactions", [0], generation=5)  # the group gave partition 0 elsewhere
+    zombie = [dataclasses.replace(msg(tx_bytes(i), i), generation=4) for i in range(3)]
+    outcome = await processor.transactions.on_transactions(zombie)
+    assert outcome.decisions == [] and outcome.refused == [] and outcome.examples == []
+    assert processor.metrics.fenced._value.get() == 1
+    assert await store.decisions(["e0", "e1", "e2"]) == {"e0": None, "e1": None, "e2": None}
+    current = [dataclasses.replace(msg(tx_bytes(i), i), generation=5) for i in range(3)]
+    assert event_ids(await processor.transactions.on_transactions(current)) == ["e0", "e1", "e2"]
+    await store.claim_partitions("transactions", [0], generation=6)  # this worker, in a later rebalance
+    own = await processor.transactions.on_transactions([dataclasses.replace(msg(tx_bytes(3), 3), generation=5)])
+    assert event_ids(own) == ["e3"]  # a worker is never fenced by its own newer claim
+
+
+def label(i: int, is_fraud: bool, offset: int) -> RawMessage:
+    return msg(json.dumps({"event_id": f"e{i}", "is_fraud": is_fraud, "ts": NOW}).encode(), offset, "fraud-labels")
+
+
+async def test_a_label_parked_while_its_transaction_commits_is_learned_not_orphaned(processor) -> None:
+    store, commit = processor.store, processor.store.commit
+
+    async def label_arrives_first(batch):
+        if batch.guards:  # the decision's commit: its state was read before the label parked
+            parked = await processor.labels.on_labels([label(1, True, 7)])
+            assert parked.examples == [] and processor.labels.stats.labels_parked == 1
+        return await commit(batch)
+
+    store.commit = label_arrives_first
+    try:
+        outcome = await processor.transactions.on_transactions([msg(tx_bytes(1), 1)])
+    finally:
+        store.commit = commit
+    assert learn_examples(outcome) == [("e1", None, True), ("e1", True, True)]
+    assert await store.redis.zcard(store.keys.parked_labels()) == 0
+    assert await store.redis.zscore(store.keys.pending_labels(), "e1") is None  # not learned again at the horizon
+
+
+async def test_a_redelivered_label_is_joined_again_another_is_refused(processor) -> None:
+    await processor.transactions.on_transactions([msg(tx_bytes(1), 1)])
+    first = await processor.labels.on_labels([label(1, True, 5)])
+    again = await processor.labels.on_labels([label(1, True, 5)])  # the worker died before the example was sent
+    other = await processor.labels.on_labels([label(1, False, 6)])
+    assert learn_examples(first) == learn_examples(again) == [("e1", True, True)]
+    assert other.examples == [] and stages(other) == [(6, "label_join")]
+
+
+async def test_a_label_whose_transaction_never_comes_becomes_a_label_expired_dead_letter(processor) -> None:
+    now = [NOW]
+    processor.labels.clock = lambda: now[0]
+    raw = label(42, True, 9)
+    assert (await processor.labels.on_labels([raw])).refused == []  # parked
+    assert (await processor.labels.expire_parked()).refused == []  # not yet
+    now[0] += processor.settings.snapshot_ttl_s + 1
+    expired = await processor.labels.expire_parked()
+    assert [(r.letter.stage, r.letter.offset, r.letter.source_topic) for r in expired.refused] == [
+        ("label_expired", 9, "fraud-labels")]
+    assert base64.b64decode(expired.refused[0].letter.raw_b64) == raw.value
+    assert (await processor.labels.expire_parked()).refused == []  # once

@@ -8,9 +8,11 @@ import signal
 
 import pytest
 from scenario import assert_nothing_lost_nothing_decided_twice, create_all_topics, outcome, produce, start
-from verifier import Ledger
+from verifier import Ledger, Report
 
 from agents.dev.embedded import ManagedProcess, free_port
+from agents.dev.probes import metric
+from agents.faults import STOP_ENV
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -19,43 +21,60 @@ SPAN_S = 60.0
 SESSION_TIMEOUT_S = 10  # streams.app: broker_session_timeout
 
 
-def run_with(settings: Settings, tmp_path, fault) -> tuple[Ledger, list[ManagedProcess]]:
+def run_with(settings: Settings, tmp_path, fault, env_b: dict[str, str] | None = None) -> tuple[Report, list[float]]:
+    """The report, and how many batches each worker found fenced (a newer owner of their partition)."""
     create_all_topics(settings)
-    workers = [start(settings, tmp_path, "worker-a", free_port()), start(settings, tmp_path, "worker-b", free_port())]
+    ports = [free_port(), free_port()]
+    workers = [start(settings, tmp_path, "worker-a", ports[0]),
+               start(settings, tmp_path, "worker-b", ports[1], env=env_b)]
     ledger = Ledger()
 
     async def run() -> None:
-        await asyncio.gather(produce(settings, ledger, EVENTS, SPAN_S), fault(workers))
+        await asyncio.gather(produce(settings, ledger, EVENTS, SPAN_S), fault(workers, ports))
 
     try:
         asyncio.run(run())
         report = outcome(settings, ledger)
         assert all(w.alive() for w in workers), [w.describe() for w in workers]
+        fenced = [metric(port, "streamsense_fenced_batches_total") for port in ports]
     finally:
         for w in workers:
             w.signal(signal.SIGCONT)
             w.stop()
     assert_nothing_lost_nothing_decided_twice(report, ledger)
-    return report, workers
+    return report, fenced
 
 
 def test_a_worker_leaving_and_rejoining_loses_nothing_and_decides_once(settings: Settings, tmp_path) -> None:
-    async def leave_and_rejoin(workers: list[ManagedProcess]) -> None:
+    async def leave_and_rejoin(workers: list[ManagedProcess], ports: list[int]) -> None:
         await asyncio.sleep(SPAN_S * 0.3)
         workers[1].stop()  # SIGTERM: a clean leave, its partitions move to worker-a
         await asyncio.sleep(SPAN_S * 0.25)
-        workers[1] = start(settings, tmp_path, "worker-b-again", free_port())  # back: partitions split again
+        workers[1] = start(settings, tmp_path, "worker-b-again", ports[1])  # back: partitions split again
 
     report, _ = run_with(settings, tmp_path, leave_and_rejoin)
     print(f"rebalance: longest stall {report.longest_stall_s:.1f} s")
 
 
+def stopped(proc: ManagedProcess) -> bool:
+    """Whether the process is stopped (state T in /proc/<pid>/stat)."""
+    with open(f"/proc/{proc.proc.pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
 def test_a_worker_paused_past_its_session_timeout_makes_no_second_decision(settings: Settings, tmp_path) -> None:
-    async def pause(workers: list[ManagedProcess]) -> None:
-        await asyncio.sleep(SPAN_S * 0.3)
-        workers[1].signal(signal.SIGSTOP)  # mid-batch, likely: its writes and sends come late
+    async def pause(workers: list[ManagedProcess], ports: list[int]) -> None:
+        # worker-b stops itself just before one of its decision commits (agents.faults): a batch in hand
+        deadline = asyncio.get_running_loop().time() + SPAN_S
+        while not stopped(workers[1]):
+            assert asyncio.get_running_loop().time() < deadline, "worker-b never reached its stop"
+            await asyncio.sleep(0.2)
         await asyncio.sleep(SESSION_TIMEOUT_S + 8)  # the group has given its partitions to worker-a
         workers[1].signal(signal.SIGCONT)
 
-    report, _ = run_with(settings, tmp_path, pause)
-    print(f"pause: longest stall {report.longest_stall_s:.1f} s")
+    report, fenced = run_with(settings, tmp_path, pause, env_b={STOP_ENV: "40"})
+    print(f"pause: longest stall {report.longest_stall_s:.1f} s; batches fenced per worker {fenced}")
+    # The zombie did try to write what it had read before the pause, and its commits were refused:
+    # worker-a had claimed those partitions in a newer generation.
+    assert fenced[1] >= 1
+    assert "newer owner than generation" in (tmp_path / "worker-b.log").read_text()
