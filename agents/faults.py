@@ -88,7 +88,8 @@ class Faults:
                 (fraud.store, "load", "load"), (fraud.store, "commit", "commit"),
                 (fraud.store, "join_labels", "label"), (fraud.store, "expired_parked", "timer"),
                 (runtime.engine, "learn_label", "learn"), (runtime.engine, "learn_unlabelled", "learn"),
-                (reco.engine, "learn", "reco"), (reco.store, "record", "reco"), (reco.engine, "recommend", "reco"),
+                (reco.engine, "learn", "reco"), (reco.store, "claim_interactions", "reco"),
+                (reco.store, "record_lists", "reco"), (reco.engine, "recommend", "reco"),
                 (fraud.store, "expired_pending", "timer"),
                 (runtime.app.producer, "send", "produce")):
             self.wrap(owner, method, stage)

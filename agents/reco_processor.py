@@ -77,6 +77,9 @@ class RecoProcessor:
     async def _claim(self, kind: str, valid: list, message_id, emits: list[Emit]) -> list:
         """Keep first sightings; a redelivery is kept with ``fresh=False``; other duplicates are dead letters."""
         previous = await self.store.claim(kind, [(message_id(r), m.source) for m, r in valid])
+        return self._sort_claims(kind, valid, message_id, previous, emits)
+
+    def _sort_claims(self, kind: str, valid: list, message_id, previous: list[str | None], emits: list[Emit]) -> list:
         kept, here = [], set()
         for (msg, record), before in zip(valid, previous, strict=True):
             if (before is None or before == msg.source) and message_id(record) not in here:
@@ -91,30 +94,46 @@ class RecoProcessor:
     async def on_interactions(self, messages: Sequence[RawMessage]) -> list[Emit]:
         emits: list[Emit] = []
         valid = self._decode(messages, INTERACTIONS, emits)
-        claimed = [(m, it) for m, it, fresh in await self._claim("i", valid, lambda it: it.event_id, emits) if fresh]
-        # A kind this version does not know could mean interest or its opposite ("return",
-        # "dislike"): claimed (a redelivery is recognised) and counted, never learned.
+        seen = await self.store.seen(it.user_id for _, it in valid)  # as they were before this batch
+        # Claims and their effects in one script (agents.stores.reco). A kind this version does not
+        # know could mean interest or its opposite ("return", "dislike"): claimed (a redelivery is
+        # recognised) and counted, never learned, no effect.
+        previous = await self.store.claim_interactions(self._effects(valid, seen))
+        claimed = [(m, it) for m, it, fresh in self._sort_claims("i", valid, lambda it: it.event_id, previous, emits)
+                   if fresh]
         kept = [(m, it) for m, it in claimed if it.kind in INTERACTION_KINDS]
         self.metrics.events.labels(self.settings.topics.interactions, "unknown_kind").inc(len(claimed) - len(kept))
-        seen = await self.store.seen(it.user_id for _, it in kept)
-        recorded = []
         for _, it in kept:
-            self.engine.learn(it, seen[it.user_id])
-            popularity = trending_weight(it.kind, it.rating, it.item_id in seen[it.user_id])
+            self.engine.learn(it, seen.setdefault(it.user_id, set()))
             seen[it.user_id].add(it.item_id)
-            recorded.append((it.user_id, it.item_id, it.ts, popularity))
             self.stats.watermark = max(self.stats.watermark, it.ts)
         if kept and not self.trending:
             await self._refresh_quietly()
         k, now = self.settings.reco_default_k, self.clock()
         lists = {user: self.engine.rank(user, k, seen[user], len(seen[user]), self.trending)[1]
                  for user in {it.user_id for _, it in kept} if self._list_due(user, now)}
-        await self.store.record(recorded, lists)
+        await self.store.record_lists(lists)
         self.stats.interactions += len(kept)
         self.metrics.events.labels(self.settings.topics.interactions, "learned").inc(len(kept))
         self.metrics.model_version.labels(MODEL_NAME).set(self.engine.recommender.n_learned)
         self.stats.dead_letters += len(emits)
         return emits
+
+    @staticmethod
+    def _effects(valid: list, seen: dict[str, set[str]]) -> list:
+        """(id, source, (user, item, event ts, popularity weight) or None) per interaction; an item
+        the user had already seen adds nothing to popularity (one user's share is bounded)."""
+        seen_now = {user: set(items) for user, items in seen.items()}
+        out = []
+        for msg, it in valid:
+            if it.kind not in INTERACTION_KINDS:
+                out.append((it.event_id, msg.source, None))
+                continue
+            user_seen = seen_now.setdefault(it.user_id, set())
+            out.append((it.event_id, msg.source,
+                        (it.user_id, it.item_id, it.ts, trending_weight(it.kind, it.rating, it.item_id in user_seen))))
+            user_seen.add(it.item_id)
+        return out
 
     def _list_due(self, user_id: str, now: float) -> bool:
         """Whether the user's cached list is older than ``reco_list_refresh_s`` (and so is re-ranked now)."""

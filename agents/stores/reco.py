@@ -1,7 +1,10 @@
 """Redis state of the recommendation path, pipelined per batch.
 
 - claims: ``SET NX GET`` per interaction / request id records the input offset that first carried
-  it, so a duplicate id from another offset is refused and a redelivery is recognised;
+  it, so a duplicate id from another offset is refused and a redelivery is recognised. An
+  interaction's claim and its effects (seen item, popularity) are one script: a crash between
+  them can neither lose the effects (a redelivery is recognised as such and skipped) nor count
+  them twice;
 - seen items per user (a set), excluded from that user's lists;
 - popularity: one sorted set per hour of event time, shared by all workers;
 - cached lists: the user's current top-K as a sorted set with a TTL, for other services.
@@ -9,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
 from collections.abc import Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
@@ -22,11 +25,57 @@ POPULARITY_TTL_S = 3 * 86400
 TRENDING_READ = 2000  # items read per hourly bucket
 
 
+# Per interaction: {claim key, source, seen key or "", item, popularity key, weight}; returns the
+# source that claimed each id before ("" when this one did, and then its effects are applied).
+_CLAIM_AND_RECORD = """
+local req = cjson.decode(ARGV[1])
+local out = {}
+for _, it in ipairs(req.i) do
+  local before = redis.call('SET', it[1], it[2], 'NX', 'GET', 'EX', req.ttl)
+  if before then
+    out[#out + 1] = before
+  else
+    out[#out + 1] = ''
+    if it[3] ~= '' then
+      redis.call('SADD', it[3], it[4])
+      redis.call('EXPIRE', it[3], req.state_ttl)
+      if tonumber(it[6]) > 0 then  -- a repeat adds nothing (streams.popularity.trending_weight)
+        redis.call('ZINCRBY', it[5], it[6], it[4])
+        redis.call('EXPIRE', it[5], req.pop_ttl)
+      end
+    end
+  end
+end
+return out
+"""
+
+
 class RecoStore:
     def __init__(self, redis: Redis, keys: RedisKeys, settings: Settings) -> None:
         self.redis = redis
         self.keys = keys
         self.settings = settings
+        self._claim_and_record = redis.register_script(_CLAIM_AND_RECORD)
+
+    async def claim_interactions(self, interactions: Sequence[tuple[str, str, tuple[str, str, float, float] | None]]
+                                 ) -> list[str | None]:
+        """For each (id, source, effect): the source that claimed the id before, or None if this one
+        did -- and then, in the same script, its effect (user, item, event ts, weight; None: no
+        effect) is applied to the user's seen items and the item's popularity."""
+        if not interactions:
+            return []
+        rows = []
+        for message_id, source, effect in interactions:
+            if effect is None:
+                rows.append([self.keys.claim("i", message_id), source, "", "", "", 0])
+            else:
+                user_id, item_id, ts, weight = effect
+                rows.append([self.keys.claim("i", message_id), source, self.keys.seen_items(user_id), item_id,
+                             self.keys.popularity(popularity_bucket(ts)), repr(float(weight))])
+        replies = await self._claim_and_record(keys=[], args=[json.dumps({
+            "i": rows, "ttl": self.settings.decision_ttl_s, "state_ttl": self.settings.state_ttl_s,
+            "pop_ttl": POPULARITY_TTL_S})])
+        return [r.decode() or None for r in replies]
 
     async def claim(self, kind: str, claims: Sequence[tuple[str, str]]) -> list[str | None]:
         """For each (id, source): the source that claimed the id before, or None if this one did."""
@@ -49,26 +98,9 @@ class RecoStore:
             replies = await pipe.execute()
         return {u: {m.decode() for m in r} for u, r in zip(users, replies, strict=True)}
 
-    async def record(self, interactions: Sequence[tuple[str, str, float, float]],
-                     lists: Mapping[str, Sequence[tuple[str, float]]]) -> None:
-        """Add (user, item, event ts, weight) interactions and replace the users' cached lists."""
-        ttl = self.settings.state_ttl_s
-        # Folded per batch: one SADD and EXPIRE per user, one ZINCRBY per item and hour, one EXPIRE
-        # per hour (Redis commands were the path's biggest cost after the model).
-        seen: dict[str, list[str]] = defaultdict(list)
-        popular: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for user_id, item_id, ts, weight in interactions:
-            seen[self.keys.seen_items(user_id)].append(item_id)
-            popular[self.keys.popularity(popularity_bucket(ts))][item_id] += weight
+    async def record_lists(self, lists: Mapping[str, Sequence[tuple[str, float]]]) -> None:
+        """Replace the users' cached lists."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for key, items in seen.items():
-                pipe.sadd(key, *items)
-                pipe.expire(key, ttl)
-            for bucket, weights in popular.items():
-                for item_id, weight in weights.items():
-                    if weight:  # a repeat adds nothing (streams.popularity.trending_weight)
-                        pipe.zincrby(bucket, weight, item_id)
-                pipe.expire(bucket, POPULARITY_TTL_S)
             for user_id, items in lists.items():
                 key = self.keys.reco_list(user_id)
                 pipe.delete(key)

@@ -23,9 +23,13 @@ class MemoryStore:
     async def seen(self, user_ids):
         return {u: set(self.seen_items.get(u, ())) for u in user_ids}
 
-    async def record(self, interactions, lists):
-        for user, item, _, _ in interactions:
-            self.seen_items.setdefault(user, set()).add(item)
+    async def claim_interactions(self, interactions):
+        for _, _, effect in interactions:
+            if effect is not None:
+                self.seen_items.setdefault(effect[0], set()).add(effect[1])
+        return [None] * len(interactions)
+
+    async def record_lists(self, lists):
         self.lists.extend(lists)
 
     async def popularity(self, buckets):
