@@ -25,7 +25,7 @@ def interaction(i: int, user: str, item: str, ts: float) -> RawMessage:
 
 
 async def test_a_crash_after_the_claim_neither_loses_nor_doubles_an_interactions_effects(redis_url: str) -> None:
-    settings = Settings(redis_url=SecretStr(redis_url), redis_key_prefix=f"ss:r:{uuid.uuid4().hex[:6]}")
+    settings = Settings(redis_url=SecretStr(redis_url), app_id=f"streamsense-r-{uuid.uuid4().hex[:6]}")
     redis = Redis.from_url(redis_url)
     processor, keys = RecoProcessor.on_redis(redis, settings), RedisKeys.from_settings(settings)
     ts = time.time() - 60
