@@ -67,7 +67,6 @@ MAX_EXCLUDE = 200
 # Epoch seconds beyond this are almost surely milliseconds sent by mistake (year 5138).
 MAX_EPOCH_S = 1e11
 MAX_REPORTED_FIELDS = 16  # ignored field names reported per message (the count is what matters)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _COUNTRY = re.compile(r"[A-Z]{2}")
 _FEATURE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -138,14 +137,14 @@ def text(name: str, value: object, max_chars: int = MAX_ID_CHARS) -> str:
         raise WrongType("wrong_type", name, f"{name} must be a string, got {type(value).__name__}")
     if not 1 <= len(value) <= max_chars:
         raise TooLong("bad_length", name, f"{name} must have 1 to {max_chars} characters; got {len(value)}")
-    if _CONTROL.search(value):
-        raise WrongType("control_characters", name, f"{name} must not contain control characters")
     if not value.isascii():
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise NotUtf8("unencodable", name, f"{name} must be encodable as UTF-8 "
                                                f"(a lone surrogate at character {exc.start})") from None
+    if not value.isprintable():  # control, format, private-use, unassigned or separator characters
+        raise WrongType("not_printable", name, f"{name} must hold printable characters only")
     return value
 
 

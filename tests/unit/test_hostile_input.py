@@ -124,6 +124,15 @@ def test_a_lone_surrogate_in_any_id_is_refused_naming_the_field(shape: Shape) ->
         assert outcome == "refused" and (exc.code, exc.field) == ("unencodable", name)
 
 
+@pytest.mark.parametrize("char", ["\x00", "\x7f", "\u200b", "\u00a0", "\ue000", "\uaaf7"],
+                         ids=["nul", "del", "zero-width-space", "nbsp", "private-use", "unassigned"])
+def test_an_id_with_a_character_that_does_not_print_is_refused(char: str) -> None:
+    # A hypothesis run found U+AAF7 (unassigned in Python 3.11's Unicode 14) accepted by a control-character check.
+    doc = {**valid(TRANSACTIONS), "user_id": f"u{char}1"}
+    outcome, exc = run(TRANSACTIONS, encode(doc), UNKEYED)
+    assert outcome == "refused" and (exc.code, exc.field) == ("not_printable", "user_id")
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.topic)
 def test_the_key_must_be_the_owner_field(shape: Shape) -> None:
     doc = valid(shape)
