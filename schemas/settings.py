@@ -58,7 +58,7 @@ class SecretStr:
 
 @dataclass(frozen=True)
 class Topics:
-    """Topic names (defaults from SPEC.md); every name is configurable."""
+    """Topic names (defaults: the names the project was specified with); every name is configurable."""
 
     transactions: str = "transactions"
     fraud_labels: str = "fraud-labels"

@@ -184,3 +184,9 @@ def test_a_tooling_command_missing_from_the_image_fails_in_one_line() -> None:
                              timeout=60, cwd=ROOT)
         assert run.returncode == 1 and run.stdout == "", run
         assert run.stderr.count("\n") == 1 and "not in this installation" in run.stderr, run.stderr
+
+
+def test_every_file_the_map_names_exists() -> None:
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    named = set(re.findall(r"`((?:agents|schemas|streams|online_models|tests|docker)/[\w./]+)`", text))
+    assert len(named) > 40 and not {p for p in named if not (ROOT / p).exists()}
