@@ -10,10 +10,17 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from agents.commands.topics import create_topics
 from agents.dev.embedded import ManagedProcess, free_port, start_broker, start_redis
 from schemas.settings import SecretStr, Settings, Topics
+
+# In CI every property test runs the same examples each time (a red CI names a real, reproducible case);
+# on a developer's machine they explore anew on every run, which is how new cases are found.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 SERVICE_FIXTURES = {"broker", "redis_url"}
 SERVICE_TIERS = {"agents", "integration", "reliability"}  # tests/<tier>: every test there is integration
