@@ -130,9 +130,10 @@ class Learner:
                 else:
                     self.engine.learn_label(example.snapshot, example.is_fraud, event_id=example.event_id,
                                             observed=example.observed)
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error("learn example %r of %s rejected: %s", doc.get("e") if isinstance(doc, dict) else doc,
-                          msg.source, exc)
+            except Exception as exc:  # noqa: BLE001 - one example, not the batch: an example that raised
+                # after the model took it must not make the batch raise and be learned again.
+                log.exception("learn example %r of %s rejected", doc.get("e") if isinstance(doc, dict) else doc,
+                              msg.source)
                 outcome.refused.append(refuse(self.settings, msg, "learn", exc, time.time()))
                 continue
             self.learned += 1
