@@ -1,12 +1,14 @@
 """Test-only fault injection: exceptions of arbitrary types at random stages of a running worker.
 
 Off unless ``SS_TEST_FAULTS`` is set (not a setting, so outside the ``STREAMSENSE_`` names), as
-``seed:rate:stage+stage`` (for example ``7:0.02:decode+score+commit``). Then every call at a named
-stage raises, with probability ``rate``, an exception of a type drawn from ``KINDS``, before the
-real call or after it (its effects done, its result lost). The reliability tests use it to show that whatever raises,
-wherever, every input still ends as one decision or one dead letter, and that a produce the broker
-never takes stops the worker without losing its batch. The worker reads the variable nowhere else;
-unset, nothing is wrapped.
+``seed:rate:stage+stage`` (for example ``7:0.02:decode!+score+commit``). Then every call at a
+named stage raises, with probability ``rate``, an exception of a type drawn from ``KINDS``, before
+the real call or after it (its effects done, its result lost). A stage named with ``!`` is sticky:
+whether a call raises, and what, depends on its arguments, so a message that fails there fails
+every time (a poison message, where the others model transient faults). The reliability tests use
+it to show that whatever raises, wherever, every input still ends as one decision or one dead
+letter, and that a produce the broker never takes stops the worker without losing its batch. The
+worker reads the variable nowhere else; unset, nothing is wrapped.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ KINDS = (ValueError, KeyError, TypeError, ZeroDivisionError, AttributeError, Ind
 
 class Faults:
     def __init__(self, seed: int, rate: float, stages: set[str]) -> None:
+        self.seed = seed
         self.random = random.Random(seed)
         self.rate = rate
         self.stages = stages
@@ -50,31 +53,31 @@ class Faults:
 
     def wrap(self, owner: object, method: str, stage: str) -> None:
         """Replace ``owner.method`` by one that fails at ``stage`` now and then."""
-        if stage not in self.stages:
+        sticky = f"{stage}!" in self.stages
+        if not sticky and stage not in self.stages:
             return
         real = getattr(owner, method)
 
-        def fault() -> Exception:
-            kind = self.random.choice(KINDS)
-            return kind(f"injected at {stage}")
+        def maybe_raise(args: tuple, before: bool) -> None:
+            if sticky and not before:
+                return
+            rng = random.Random(f"{self.seed}/{stage}/{args!r}") if sticky else self.random
+            if rng.random() < self.rate:
+                raise rng.choice(KINDS)(f"injected at {stage}")
 
         if inspect.iscoroutinefunction(real):
             @functools.wraps(real)
             async def wrapped(*args, **kwargs):
-                if self.random.random() < self.rate:
-                    raise fault()
+                maybe_raise(args, before=True)
                 result = await real(*args, **kwargs)
-                if self.random.random() < self.rate:
-                    raise fault()
+                maybe_raise(args, before=False)
                 return result
         else:
             @functools.wraps(real)
             def wrapped(*args, **kwargs):
-                if self.random.random() < self.rate:
-                    raise fault()
+                maybe_raise(args, before=True)
                 result = real(*args, **kwargs)
-                if self.random.random() < self.rate:
-                    raise fault()
+                maybe_raise(args, before=False)
                 return result
         setattr(owner, method, wrapped)
 
@@ -84,7 +87,8 @@ class Faults:
         log.warning("TEST FAULTS: raising at %s with probability %g", "+".join(sorted(self.stages)), self.rate)
         fraud, reco = runtime.processor, runtime.reco
         for owner, method, stage in (
-                (fraud.transactions, "decode", "decode"), (runtime.engine, "score", "score"),
+                (fraud.transactions.intake, "decode", "decode"), (fraud.labels.intake, "decode", "decode"),
+                (runtime.engine, "score", "score"),
                 (fraud.store, "load", "load"), (fraud.store, "commit", "commit"),
                 (fraud.store, "join_labels", "label"), (fraud.store, "expired_parked", "timer"),
                 (runtime.engine, "learn_label", "learn"), (runtime.engine, "learn_unlabelled", "learn"),

@@ -18,7 +18,7 @@ from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-STAGES = "decode+score+load+commit+label+learn+timer"
+STAGES = "decode!+score+load+commit+label+learn+timer"  # decode!: the same messages fail every time
 
 
 def test_arbitrary_exceptions_anywhere_lose_no_transaction(settings: Settings, tmp_path) -> None:
@@ -37,12 +37,14 @@ def test_arbitrary_exceptions_anywhere_lose_no_transaction(settings: Settings, t
     # Not asserted here: a user's decisions in production order. When a batch raises after its
     # commit, its retry can decide an event whose scoring failed in the first attempt after a
     # later event of the same user that the first attempt committed.
-    assert report.dead_letters_by_stage.get("validate", 0) >= ledger.malformed  # (+ injected at decode)
     injected = [d for d in dead if "injected at" in d["error"]]
-    # The faults did fire, of many types, at several stages, and were isolated to few events.
+    # The faults did fire, of many types, at several stages, and were isolated to few events: a
+    # message failing at decode every time is a dead letter of the batch it came in (bisected).
     assert len({d["error_code"] for d in injected}) >= 4, injected
     assert {"score", "batch"} <= {d["stage"] for d in injected}
-    assert len(report.dead_lettered) < len(ledger.valid) // 4 and len(decisions) > len(ledger.valid) // 2
+    # Not tighter: random faults also strike the single-message calls that bisecting makes (seen:
+    # 80 to 196 of 787 dead-lettered, about 24 of them poisoned at decode).
+    assert len(report.dead_lettered) < len(ledger.valid) // 2 and len(decisions) > len(ledger.valid) // 2
 
 
 def test_outputs_the_broker_never_takes_stop_the_worker_and_its_batch_is_redelivered(settings: Settings,
