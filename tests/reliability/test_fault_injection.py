@@ -41,7 +41,10 @@ def test_arbitrary_exceptions_anywhere_lose_no_transaction(settings: Settings, t
     # The faults did fire, of many types, at several stages, and were isolated to few events: a
     # message failing at decode every time is a dead letter of the batch it came in (bisected).
     assert len({d["error_code"] for d in injected}) >= 4, injected
-    assert {"score", "batch"} <= {d["stage"] for d in injected}
+    # Only the sticky stage is certain to leave dead letters: a random fault elsewhere becomes one only
+    # if it strikes again when its message is retried alone, and which draw lands where depends on
+    # batch timing (asserting a "score" dead letter failed 2 runs of 3 under load).
+    assert "batch" in {d["stage"] for d in injected}, injected
     # Not tighter: random faults also strike the single-message calls that bisecting makes (seen:
     # 80 to 196 of 787 dead-lettered, about 24 of them poisoned at decode).
     assert len(report.dead_lettered) < len(ledger.valid) // 2 and len(decisions) > len(ledger.valid) // 2
