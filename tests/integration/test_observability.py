@@ -95,11 +95,18 @@ def test_health_ready_and_live_metrics(settings: Settings, worker) -> None:
     assert get(port, "/health") == (200, b'{"status":"ok"}')
 
     asyncio.run(publish(settings))
-    # Settled: the recommendation answered and every consumed partition's lag sampled at zero (the
-    # lag is sampled every 2 s; an off-by-one there would never reach zero).
-    wait_until(lambda: (values := scrape(port)[1]) and total(values, "streamsense_recommendations_total") == 1
-               and all(v == 0 for (n, _), v in values.items() if n == "streamsense_consumer_lag"), 30,
-               "the request answered and every partition's lag at zero")
+    # Settled: the recommendation answered, each transactions partition's lag sampled, and every
+    # sampled lag at zero (sampled every 2 s; an off-by-one there would never reach zero).
+    partitions = {str(p) for p in range(settings.partitions)}
+
+    def settled() -> bool:
+        values = scrape(port)[1]
+        lags = {labels: v for (n, labels), v in values.items() if n == "streamsense_consumer_lag"}
+        sampled = {dict(ls)["partition"] for ls in lags if dict(ls)["topic"] == settings.topics.transactions}
+        return (total(values, "streamsense_recommendations_total") == 1 and sampled == partitions
+                and all(v == 0 for v in lags.values()))
+
+    wait_until(settled, 60, "the request answered and every partition's lag sampled at zero")
     text, values = scrape(port)
     assert EXPECTED <= {fam.name for fam in text_string_to_metric_families(text)}
     assert total(values, "streamsense_decisions_total") == 40
@@ -108,7 +115,4 @@ def test_health_ready_and_live_metrics(settings: Settings, worker) -> None:
     assert sum(v for (n, _), v in values.items() if n == "streamsense_recommendations_total") == 1
     assert values[("streamsense_ready", ())] == 1.0
     assert values[("streamsense_circuit_breaker_state", (("dependency", "redis"),))] == 0.0
-    lagged = {dict(labels)["partition"] for (n, labels), _ in values.items()
-              if n == "streamsense_consumer_lag" and dict(labels)["topic"] == settings.topics.transactions}
-    assert lagged == {str(p) for p in range(settings.partitions)}  # each partition of the topic is sampled
     assert "u1" not in text and "o3" not in text  # no user or event ids in metric labels
