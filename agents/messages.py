@@ -27,12 +27,14 @@ class RawMessage:
     value: bytes | None
     timestamp: float | None = None
     generation: int | None = None  # the consumer-group generation it was read in (writes are fenced by it)
+    client: str | None = None  # the API client that submitted it (None from Kafka)
 
     @classmethod
-    def from_api(cls, key: bytes, value: bytes, timestamp: float, index: int = 0) -> RawMessage:
+    def from_api(cls, key: bytes, value: bytes, timestamp: float, index: int = 0,
+                 client: str | None = None) -> RawMessage:
         """An event that came over the HTTP API: no topic or partition; ``index`` is its place in
         the batch of API events (what a dead letter cites as the offset)."""
-        return cls(API_SOURCE, -1, index, key, value, timestamp)
+        return cls(API_SOURCE, -1, index, key, value, timestamp, client=client)
 
     @property
     def via_api(self) -> bool:

@@ -121,15 +121,15 @@ class TransactionPath:
         outcome.signals.extend(self.engine.take_signals())
         return outcome
 
-    async def on_api_transactions(self, items: Sequence[tuple[bytes, Transaction]], started: float
+    async def on_api_transactions(self, items: Sequence[tuple[bytes, Transaction, str | None]], started: float
                                   ) -> tuple[list[bytes | ScoringFailed], list[Emit], bool]:
         """Transactions from the HTTP API, already decoded by ``decode``, with distinct event_ids:
         each one's decision (the bytes that go to fraud-decisions) or ScoringFailed, everything to
         emit, and whether the decisions are durable: committed to Redis with their event_ids in the
         unpublished set, so they reach fraud-decisions even if this worker dies before the broker
         has them (False: decided degraded, without Redis)."""
-        messages = [(RawMessage.from_api(tx.user_id.encode(), raw, started, index=i), tx)
-                    for i, (raw, tx) in enumerate(items)]
+        messages = [(RawMessage.from_api(tx.user_id.encode(), raw, started, index=i, client=client), tx)
+                    for i, (raw, tx, client) in enumerate(items)]
         async with self._state_lock:
             outcome, durable = await self._decide(messages, started)
         outcome.signals.extend(self.engine.take_signals())
@@ -139,8 +139,9 @@ class TransactionPath:
         outcome.refused = []
         emits = outcome.to_emits(self.settings, self.metrics)
         decisions = {e.key: e.value for e in emits if e.topic == self.settings.topics.fraud_decisions}
-        answers = [decisions.get(tx.event_id.encode()) or failures.get(i) or ScoringFailed("no decision")
-                   for i, (_, tx) in enumerate(items)]
+        # A refusal first: two clients may send one event_id in one batch, and only one owns its decision.
+        answers = [failures.get(i) or decisions.get(tx.event_id.encode()) or ScoringFailed("no decision")
+                   for i, (_, tx, _) in enumerate(items)]
         return answers, emits, durable
 
     async def unpublished_decisions(self, limit: int = 1000) -> tuple[list[Emit], list[str]]:
@@ -265,7 +266,7 @@ class TransactionPath:
             label = loaded.early_labels.get(tx.event_id)
             if label is not None:
                 plan.early.append(LabelledExample(tx.event_id, scored.snapshot, label))
-            record = StoredDecision(msg.source, decision, digest)
+            record = StoredDecision(msg.source, decision, digest, msg.client)
             self.store.record_decision(batch, record, None if label is not None else scored.snapshot)
             if label is None:
                 plan.snapshots[tx.event_id] = scored.snapshot
@@ -293,10 +294,11 @@ class TransactionPath:
         earlier = stored or here
         if earlier is None:
             return False
-        if earlier.conflicts_with(digest):
+        if earlier.conflicts_with(digest, msg.client):
             exc = ConflictingEvent("conflicting_event_id", "event_id",
-                                   f"event_id {tx.event_id!r} was already decided for a different payload "
-                                   f"(from {earlier.source}); the stored decision is not this event's")
+                                   f"event_id {tx.event_id!r} was already decided for a different payload or "
+                                   f"another API client (from {earlier.source}); the stored decision is not "
+                                   f"this sender's")
             outcome.refused.append(refuse(self.settings, msg, "conflict", exc, self.clock()))
         elif stored and (stored.source == msg.source or API_SOURCE in (stored.source, msg.source)):
             # The same offset again (a redelivery), or one event sent over both HTTP and Kafka:
@@ -324,7 +326,7 @@ class TransactionPath:
                 outcome.refused.append(refuse(self.settings, msg, "score", exc, self.clock()))
                 continue
             decision = dataclasses.replace(scored.decision, latency_ms=(self.clock() - started) * 1000.0)
-            records[tx.event_id] = StoredDecision(msg.source, decision, digest)
+            records[tx.event_id] = StoredDecision(msg.source, decision, digest, msg.client)
             outcome.decisions.append(decision)
             decided.append((msg, decision.decision, "degraded"))
             self.stats.degraded += 1

@@ -31,12 +31,12 @@ from schemas.records import Transaction
 
 log = logging.getLogger(__name__)
 
-# (raw, tx) pairs and the arrival time -> (answers, outputs, durable)
-Decide = Callable[[Sequence[tuple[bytes, Transaction]], float], Awaitable[tuple[list, list[Emit], bool]]]
+# (raw, tx, API client) triples and the arrival time -> (answers, outputs, durable)
+Decide = Callable[[Sequence[tuple[bytes, Transaction, str | None]], float], Awaitable[tuple[list, list[Emit], bool]]]
 Send = Callable[[Sequence[Emit]], Awaitable[Awaitable]]  # hands outputs over; the result awaits the acks
 Published = Callable[[list[str]], Awaitable[None]]  # event_ids the broker has acknowledged
 
-Waiting = tuple[bytes, Transaction, float, list[asyncio.Future]]
+Waiting = tuple[bytes, Transaction, str | None, float, list[asyncio.Future]]
 
 
 def _settle(futures: list[asyncio.Future], answer: object) -> None:
@@ -57,27 +57,28 @@ def _answer(batch: list[Waiting], answers: Sequence) -> None:
 class ScoreBatcher:
     def __init__(self, decide: Decide, send: Send, published: Published, max_batch: int = 500) -> None:
         self.decide, self.send, self.published, self.max_batch = decide, send, published, max_batch
-        self.waiting: dict[str, Waiting] = {}
+        self.waiting: dict[tuple[str, str | None], Waiting] = {}  # by event_id and client: never shared across
         self.task: asyncio.Task | None = None
         self.acks: set[asyncio.Task] = set()
 
-    async def submit(self, raw: bytes, tx: Transaction, started: float) -> bytes:
+    async def submit(self, raw: bytes, tx: Transaction, started: float, client: str | None = None) -> bytes:
         """The decision's bytes once it is durable (see above); raises what deciding raised."""
         future = asyncio.get_running_loop().create_future()
-        if tx.event_id in self.waiting:
-            self.waiting[tx.event_id][3].append(future)
+        waiting = (tx.event_id, client)
+        if waiting in self.waiting:
+            self.waiting[waiting][4].append(future)
         else:
-            self.waiting[tx.event_id] = (raw, tx, started, [future])
+            self.waiting[waiting] = (raw, tx, client, started, [future])
         if self.task is None or self.task.done():
             self.task = asyncio.ensure_future(self._run())
         return await future
 
     async def _run(self) -> None:
         while self.waiting:
-            batch = [self.waiting.pop(event_id) for event_id in list(self.waiting)[: self.max_batch]]
+            batch = [self.waiting.pop(waiting) for waiting in list(self.waiting)[: self.max_batch]]
             try:
-                answers, emits, durable = await self.decide([(raw, tx) for raw, tx, _, _ in batch],
-                                                            min(started for _, _, started, _ in batch))
+                answers, emits, durable = await self.decide([(raw, tx, client) for raw, tx, client, _, _ in batch],
+                                                            min(started for *_, started, _ in batch))
                 acked = await self.send(emits)
             except Exception as exc:  # noqa: BLE001 - every waiting caller gets the error
                 _answer(batch, [exc] * len(batch))
@@ -104,6 +105,6 @@ class ScoreBatcher:
             _answer(batch, answers)
             return
         try:
-            await self.published([tx.event_id for _, tx, _, _ in batch])
+            await self.published([tx.event_id for _, tx, *_ in batch])
         except Exception as exc:  # noqa: BLE001 - the sweep sends them again: a raw duplicate, not a loss
             log.warning("could not clear %d published HTTP decisions from the unpublished set: %s", len(batch), exc)

@@ -75,7 +75,7 @@ PASSED_BACK = (SERVED_BY, CACHE, REQUEST_ID, "Retry-After", "WWW-Authenticate")
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 
 # (web, request, body, forwarded) -> the answer
-Serve = Callable[[View, Request, bytes, bool], Awaitable[Response]]
+Serve = Callable[[View, Request, bytes, bool, str], Awaitable[Response]]  # ..., forwarded, client
 
 
 def invalid(exc: InvalidEvent) -> ApiError:
@@ -113,7 +113,7 @@ class Api:
                     body = await read_body(request, self.settings.max_event_bytes, self.settings.api_body_timeout_s)
                 if mark is not None:
                     self.check_forwarded(mark, request, body)
-                response = await serve(web, request, body, mark is not None)
+                response = await serve(web, request, body, mark is not None, key.client)
         except ApiError as exc:
             if exc.detail:
                 log.warning("API %s %s answered %d %s (request %s): %s", request.method, route, exc.status,
@@ -185,7 +185,7 @@ class Api:
         return self.runtime
 
     # -- endpoints ------------------------------------------------------------------------------
-    async def score(self, web: View, request: Request, body: bytes, forwarded: bool) -> Response:
+    async def score(self, web: View, request: Request, body: bytes, forwarded: bool, client: str) -> Response:
         processor = self._ready().processor.transactions
         started = time.time()
         try:
@@ -197,9 +197,10 @@ class Api:
         if routed is not None:
             return routed
         try:
-            decision = await self.batcher.submit(body, tx, started)
+            decision = await self.batcher.submit(body, tx, started, client)
         except EventConflict as exc:
-            raise ApiError(409, "conflict", "this event_id was already decided for a different payload",
+            raise ApiError(409, "conflict", "this event_id was already decided for a different payload "
+                           "or submitted by another client",
                            "event_id", detail=str(exc)) from None
         except ScoringFailed as exc:
             raise ApiError(500, "scoring_failed", "feature or model code failed for this event",
@@ -232,7 +233,7 @@ class Api:
         self.cache.put(cache_key, answer.model_version, body)
         return web.bytes(body, content_type="application/json", headers={SERVED_BY: self.me, CACHE: "miss"})
 
-    async def models(self, web: View, request: Request, body: bytes, forwarded: bool) -> Response:
+    async def models(self, web: View, request: Request, body: bytes, forwarded: bool, client: str) -> Response:
         runtime = self._ready()
         lifecycle = runtime.engine.lifecycle
         return web.json({
@@ -257,7 +258,7 @@ def register_api(topology: Topology, runtime: Runtime) -> Api:
     @app.page("/v1/recommendations/{user_id}")
     class Recommendations(View):
         async def get(self, request: Request, user_id: str) -> Response:
-            def serve(web, req, body, forwarded):
+            def serve(web, req, body, forwarded, client):
                 return api.recommendations(web, req, body, forwarded, user_id)
 
             return await api.call(self, request, "/v1/recommendations", "recommend", serve)

@@ -82,7 +82,7 @@ async def decide_alone(settings: Settings, n: int, seed: int) -> list[tuple[str,
     try:
         for _, _, raw in fraud_traffic(n, seed, labels=False):
             started = time.perf_counter()
-            await processor.on_api_transactions([(raw, processor.decode(raw, time.time()))], time.time())
+            await processor.on_api_transactions([(raw, processor.decode(raw, time.time()), None)], time.time())
             timings.append(("decided", (time.perf_counter() - started) * 1000.0))
     finally:
         await redis.aclose()

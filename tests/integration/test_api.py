@@ -105,6 +105,17 @@ def test_http_decision_is_the_published_record_and_kafka_copy_is_not_decided_aga
     assert asyncio.run(transactions_counted(settings, "u-both")) == 2
 
 
+def test_a_client_gets_a_stored_decision_only_for_an_event_it_submitted(api):
+    settings, port = api
+    tx = transaction("own-1", user="u-own")
+    status, _, decision = score(port, tx)  # submitted by "payments"
+    assert status == 200
+    status, _, body = score(port, tx, token=TOKENS["fuzz"])  # the same body from another client
+    assert (status, body["error"], body["field"]) == (409, "conflict", "event_id") and "score" not in body
+    assert score(port, tx)[2] == decision  # its owner asks again: the stored decision
+    assert asyncio.run(transactions_counted(settings, "u-own")) == 1
+
+
 def test_an_event_id_taken_with_another_payload_is_a_conflict_never_the_stored_decision(api):
     settings, port = api
     decoy = transaction("c-1", user="u-conflict", amount=1.0)  # a harmless body takes the event_id first
@@ -131,7 +142,7 @@ def test_a_decision_answered_but_never_published_is_published_by_the_sweep(api):
         redis = Redis.from_url(settings.redis_url.get_secret_value())
         try:
             processor = FraudProcessor.on_redis(redis, settings).transactions
-            answers, _, durable = await processor.on_api_transactions([(raw, processor.decode(raw, time.time()))],
+            answers, _, durable = await processor.on_api_transactions([(raw, processor.decode(raw, time.time()), None)],
                                                                       time.time())
             assert durable
             records = await decisions_for(settings, {"h-crash"}, at_least=1)  # the running worker's sweep

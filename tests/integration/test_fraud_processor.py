@@ -183,7 +183,7 @@ async def test_redis_down_still_decides_degraded(tmp_path) -> None:
     proc = FraudProcessor(settings, FraudEngine.from_settings(settings), store, clock=lambda: NOW)
     outcome = await proc.transactions.on_transactions([msg(tx_bytes(i), i) for i in range(3)])
     raw = tx_bytes(3)
-    answers, _, durable = await proc.transactions.on_api_transactions([(raw, proc.transactions.decode(raw, NOW))],
+    answers, _, durable = await proc.transactions.on_api_transactions([(raw, proc.transactions.decode(raw, NOW), None)],
                                                                       NOW)
     await redis.aclose()
     assert event_ids(outcome) == ["e0", "e1", "e2"] and all(d.degraded for d in outcome.decisions)
@@ -219,7 +219,7 @@ async def test_a_degraded_decision_is_journaled_answered_again_and_stored_once_r
 async def test_an_http_decision_the_broker_never_acknowledged_is_published_again(processor) -> None:
     path = processor.transactions
     raws = [tx_bytes(i) for i in range(3)]
-    answers, emits, durable = await path.on_api_transactions([(r, path.decode(r, NOW)) for r in raws], NOW)
+    answers, emits, durable = await path.on_api_transactions([(r, path.decode(r, NOW), None) for r in raws], NOW)
     await path.on_transactions([msg(tx_bytes(9), 9)])  # the Kafka path never waits in the set
     assert durable and answers == [e.value for e in emits if e.topic == "fraud-decisions"]
     assert await path.unpublished_decisions() == ([], [])  # within the grace period

@@ -31,7 +31,7 @@ class Recorder:
         return ScoreBatcher(self.decide, self.send, self.mark_published)
 
     async def decide(self, items, started):
-        ids = [t.event_id for _, t in items]
+        ids = [t.event_id for _, t, _ in items]
         self.batches.append(ids)
         await asyncio.sleep(0.01)  # a Redis round trip: others arrive meanwhile
         if self.fail_on in ids:
