@@ -104,9 +104,13 @@ class StoredDecision:
         return cls(source=doc["src"], decision=FraudDecision.from_dict(doc["d"]), payload=doc.get("h"),
                    client=doc.get("c"))
 
-    def conflicts_with(self, payload: str) -> bool:
-        """Whether ``payload`` is another event than the one decided under this event_id."""
-        return self.payload is not None and self.payload != payload
+    def conflicts_with(self, payload: str, client: str | None = None) -> bool:
+        """Whether ``payload`` is another event than the one decided under this event_id, or an API
+        ``client`` asks for a decision another API client submitted. (Kafka producers are trusted with
+        any decision of a payload they can reproduce: HTTP and Kafka may carry one event.)"""
+        if self.payload is not None and self.payload != payload:
+            return True
+        return client is not None and self.client is not None and self.client != client
 
 
 @dataclass(frozen=True, slots=True)
