@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import time
 
 import pytest
 from delay_proxy import DelayProxy
 from scenario import create_all_topics, first_decisions, produce_steady, start
+from waiting import wait_until
 
-from agents.dev.probes import metric
+from agents.dev.probes import metric, ready
 from schemas.settings import SecretStr, Settings
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def test_a_slow_redis_opens_the_breaker_and_latency_stays_bounded(settings: Sett
         create_all_topics(settings)
         worker = start(settings, tmp_path, "worker")
         try:
-            time.sleep(6)  # join the group before traffic
+            wait_until(lambda: ready(settings.web_port), timeout=60, what="the worker's partitions (before traffic)")
 
             async def run() -> dict[str, dict]:
                 await asyncio.gather(produce_steady(settings, EVENTS, SPAN_S), slow_spell(proxy))
