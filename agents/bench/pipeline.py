@@ -5,9 +5,9 @@ Every scenario runs in its own worker process, on its own topics (same partition
 - throughput: a backlog of N events is loaded first, then the worker starts; events/s counts from
   its first processed event to its last (group joins are excluded), CPU seconds are the worker
   process's own over the same span; median of ``runs``;
-- latency: a paced producer offers a fixed load once the worker is ready; producer timestamp to the
-  output read back (decision, recommendation); the ceiling has no output, so it reports the
-  time at which it decoded each event;
+- latency: a paced producer offers half the scenario's measured capacity (or a fixed ``rate``) once
+  the worker is ready; producer timestamp to the output read back (decision, recommendation); the
+  ceilings report the time at which they decoded (sent) each event;
 - memory: Redis bytes and worker RSS after 100,000 distinct users; RSS over a constant-cardinality
   soak (start, middle, end).
 
@@ -42,7 +42,7 @@ from agents.bench.io import (
     reco_traffic,
     rss_bytes,
 )
-from agents.bench.report import SCENARIOS
+from agents.bench.report import BASELINES, SCENARIOS
 from agents.clients import sync_redis_client
 from agents.commands.topics import create_topics
 from agents.dev.embedded import EmbeddedStack, ManagedProcess, free_port, run_keys
@@ -122,7 +122,7 @@ class Bench:
         report = self.log_dir / f"{settings.app_id}.json"
         proc = self.start(scenario, settings, report, expect)
         try:
-            if scenario in ("ceiling", "naive"):
+            if scenario in BASELINES:
                 doc = self._wait_report(proc, report, timeout)
                 return Throughput(doc["n"], doc["last"] - doc["first"], doc["cpu"], rss_bytes(proc.pid))
             return self._poll_worker(proc, settings, [getattr(settings.topics, a) for a in inputs], expect, timeout)
@@ -174,7 +174,7 @@ class Bench:
         try:
             self._wait_started(scenario, proc, settings, report)
             result = Latency(rate, len(messages) / rate, 0)
-            if scenario == "ceiling":
+            if scenario in ("ceiling", "emit"):
                 result.sent = asyncio.run(paced(settings, messages, rate, {}, "event_id"))
                 result.latencies_ms = [x * 1000 for x in self._wait_report(proc, report, 120)["latencies"]]
             else:
@@ -274,6 +274,17 @@ class Bench:
                 "rss_by_minute": rss_by_minute(samples)}
 
 
+def half_capacity(runs: list[dict]) -> float:
+    """Half the median measured throughput (events/s): the load a latency run offers by default.
+
+    >>> half_capacity([{"rate": 1000.0}, {"rate": 3000.0}, {"rate": 2000.0}])
+    1000.0
+    >>> half_capacity([])
+    0.0
+    """
+    return statistics.median(r["rate"] for r in runs) / 2 if runs else 0.0
+
+
 def rss_by_minute(samples: list[tuple[float, int]]) -> list[int]:
     """Median RSS of each whole minute of (seconds, bytes) samples: the curve shows a plateau or a leak.
 
@@ -287,7 +298,7 @@ def rss_by_minute(samples: list[tuple[float, int]]) -> list[int]:
 
 
 # -- the whole run -----------------------------------------------------------------------------------
-def run_pipeline(*, events: int = 20_000, naive_events: int = 3_000, runs: int = 3, rate: float = 2000.0,
+def run_pipeline(*, events: int = 20_000, naive_events: int = 3_000, runs: int = 3, rate: float = 0.0,
                  latency_s: float = 15.0, memory_users: int = 100_000, soak_s: float = 600.0,
                  soak_rate: float = 1000.0, seed: int = 42, only: tuple[str, ...] = SCENARIOS) -> dict:
     log_dir = Path(tempfile.mkdtemp(prefix="streamsense-bench-"))
@@ -296,6 +307,7 @@ def run_pipeline(*, events: int = 20_000, naive_events: int = 3_000, runs: int =
     with EmbeddedStack(log_dir=log_dir) as stack:
         bench = Bench(stack, log_dir, seed)
         traffic = {"ceiling": list(fraud_traffic(events, seed, labels=False)),
+                   "emit": list(fraud_traffic(events, seed, labels=False)),
                    "naive": list(fraud_traffic(naive_events, seed, labels=False)),
                    "fraud": list(fraud_traffic(events, seed)),
                    "reco": list(reco_traffic(events, seed))}
@@ -308,12 +320,14 @@ def run_pipeline(*, events: int = 20_000, naive_events: int = 3_000, runs: int =
                     result["throughput"].setdefault(name, []).append(dataclasses.asdict(t) | {"rate": t.rate})
                     print(f"  run {run + 1}/{runs} {name:12s} {t.rate:9,.0f} events/s  "
                           f"{t.cpu_per_1k:.3f} CPU s/1k", file=sys.stderr)
-        n = int(rate * latency_s)
-        paced_traffic = {"ceiling": list(fraud_traffic(n, seed + 1, labels=False)),
-                         "naive": list(fraud_traffic(n, seed + 1, labels=False)),
-                         "fraud": list(fraud_traffic(n, seed + 1)), "reco": list(reco_traffic(n, seed + 1))}
         for scenario in only:
-            result["latency"][scenario] = bench.latency(scenario, paced_traffic[scenario], rate).summary()
+            offered = rate or half_capacity(result["throughput"].get(scenario, []))
+            if not offered:
+                continue
+            n = int(offered * latency_s)
+            paced_traffic = (reco_traffic(n, seed + 1) if scenario == "reco"
+                             else fraud_traffic(n, seed + 1, labels=scenario == "fraud"))
+            result["latency"][scenario] = bench.latency(scenario, list(paced_traffic), offered).summary()
             print(f"  latency {scenario:8s} {result['latency'][scenario]}", file=sys.stderr)
         if memory_users:
             result["memory"] = bench.memory(memory_users)

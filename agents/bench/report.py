@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import statistics
 
-SCENARIOS = ("ceiling", "naive", "fraud", "reco")
-LABELS = {"ceiling": "bare Faust, decode only (ceiling)", "naive": "naive Faust + River (docs style)",
+SCENARIOS = ("ceiling", "emit", "naive", "fraud", "reco")
+BASELINES = ("ceiling", "emit", "naive")  # bare Faust apps (agents.bench.baselines), not the worker
+LABELS = {"ceiling": "bare Faust, decode only (ceiling)", "emit": "bare Faust, decode + await send (ceiling 2)",
+          "naive": "naive Faust + River (docs style)",
           "fraud": "streamsense fraud path", "fraud-alone": "  its processor alone (no Faust)",
           "reco": "streamsense recommendation path", "reco-alone": "  its processor alone (no Faust)"}
-ROWS = ("ceiling", "naive", "fraud", "fraud-alone", "reco", "reco-alone")
-TARGETS = {"fraud/ceiling": 0.6, "fraud/naive": 4.0, "reco/ceiling": 0.4}
+ROWS = ("ceiling", "emit", "naive", "fraud", "fraud-alone", "reco", "reco-alone")
+TARGETS = {"fraud/ceiling": 0.5, "reco/ceiling": 0.5, "fraud/emit": 1.0, "fraud/naive": 4.0}
+MOONSHOT = {"fraud/ceiling": 0.6}
+HIDDEN_COST_TARGET = 1.25  # worker CPU per event over (ceiling's + processor alone's)
+LATENCY_TARGET_MS = {"p50": 30.0, "p99": 100.0}  # at half the path's measured capacity
 
 
 def medians(result: dict) -> dict[str, dict[str, float]]:
@@ -43,33 +48,67 @@ def cpu_bounds(med: dict[str, dict[str, float]]) -> dict[str, float]:
             for path in ("fraud", "reco") if "ceiling" in med and path + "-alone" in med}
 
 
+def hidden_costs(med: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Per path, the worker's CPU per event over what the ceiling and the processor alone cost:
+    above 1, the worker pays for something neither accounts for (a third cost).
+
+    >>> hidden_costs({"ceiling": {"cpu_per_1k": 0.1}, "fraud-alone": {"cpu_per_1k": 0.3}, "fraud": {"cpu_per_1k": 0.6}})
+    {'fraud': 1.5}
+    """
+    return {path: round(med[path]["cpu_per_1k"] / (med["ceiling"]["cpu_per_1k"] + med[path + "-alone"]["cpu_per_1k"]),
+                        4)
+            for path in ("fraud", "reco") if {"ceiling", path, path + "-alone"} <= med.keys()}
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def target_lines(result: dict) -> list[str]:
+    """Every target of issue 21 this run measured, with its value and met / MISSED; the others named."""
+    med = medians(result)
+    lines = []
+    for name, value in ratios(med).items():
+        extra = f", moonshot {MOONSHOT[name]}x: {verdict(value >= MOONSHOT[name])}" if name in MOONSHOT else ""
+        lines.append(f"ratio {name:14s} {value:5.2f}x   (target >= {TARGETS[name]}x: "
+                     f"{verdict(value >= TARGETS[name])}{extra})")
+    for path, bound in cpu_bounds(med).items():
+        lines.append(f"{path}: Faust's own {med['ceiling']['cpu_per_1k']:.3f} + the processor's "
+                     f"{med[path + '-alone']['cpu_per_1k']:.3f} CPU ms per event: at most {bound:.2f}x the ceiling "
+                     f"while every event goes through both (target >= {TARGETS[path + '/ceiling']}x)")
+    for path, ratio in hidden_costs(med).items():
+        lines.append(f"{path} worker CPU per event {med[path]['cpu_per_1k']:.3f} ms = {ratio:.2f}x (ceiling + "
+                     f"processor alone) (target <= {HIDDEN_COST_TARGET}x: {verdict(ratio <= HIDDEN_COST_TARGET)})")
+    for path in ("fraud", "reco"):
+        lat = result["latency"].get(path, {})
+        if "p99" in lat:
+            ok = lat["p50"] <= LATENCY_TARGET_MS["p50"] and lat["p99"] <= LATENCY_TARGET_MS["p99"]
+            lines.append(f"{path} latency at {lat['offered']:,.0f} events/s offered: p50 {lat['p50']:.1f} ms "
+                         f"p99 {lat['p99']:.1f} ms   (target at half capacity p50 <= {LATENCY_TARGET_MS['p50']:g}, "
+                         f"p99 <= {LATENCY_TARGET_MS['p99']:g}: {verdict(ok)})")
+    lines.append("scale-out (two workers, CPU per 1k <= 1.15x one worker's): not measured by this benchmark")
+    lines.append("HTTP score p99 <= 15 ms at 200 requests/s: measured by `streamsense bench api`")
+    return lines
+
+
 def print_pipeline(result: dict) -> None:
     med = medians(result)
     print(f"throughput: backlog of {result['events']:,} events (naive: fewer), median of {result['runs']} runs; "
-          f"latency at {next(iter(result['latency'].values()), {}).get('offered', 0):,.0f} events/s offered")
-    print(f"| {'scenario':38s} | {'events/s':>9s} | {'CPU s / 1k':>10s} | {'p50 ms':>7s} | {'p99 ms':>7s} | "
-          f"{'max ms':>8s} |")
-    print(f"|{'-' * 40}|{'-' * 11}|{'-' * 12}|{'-' * 9}|{'-' * 9}|{'-' * 10}|")
+          "latency at the offered load shown")
+    print(f"| {'scenario':43s} | {'events/s':>9s} | {'CPU ms/ev':>9s} | {'offered':>8s} | {'p50 ms':>7s} | "
+          f"{'p99 ms':>7s} | {'max ms':>8s} |")
+    print(f"|{'-' * 45}|{'-' * 11}|{'-' * 11}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 10}|")
     for scenario in ROWS:
         if scenario not in med:
             continue
         lat = result["latency"].get(scenario, {})
         cells = [f"{lat[k]:.1f}" if k in lat else "-" for k in ("p50", "p99", "max")]
-        print(f"| {LABELS[scenario]:38s} | {med[scenario]['rate']:9,.0f} | {med[scenario]['cpu_per_1k']:10.3f} | "
-              f"{cells[0]:>7s} | {cells[1]:>7s} | {cells[2]:>8s} |")
+        offered = f"{lat['offered']:,.0f}" if "offered" in lat else "-"
+        print(f"| {LABELS[scenario]:43s} | {med[scenario]['rate']:9,.0f} | {med[scenario]['cpu_per_1k']:9.3f} | "
+              f"{offered:>8s} | {cells[0]:>7s} | {cells[1]:>7s} | {cells[2]:>8s} |")
     print()
-    for name, value in ratios(med).items():
-        verdict = "met" if value >= TARGETS[name] else "MISSED"
-        print(f"ratio {name:14s} {value:5.2f}x   (target >= {TARGETS[name]}x: {verdict})")
-    for path, bound in cpu_bounds(med).items():
-        print(f"{path}: Faust's own {med['ceiling']['cpu_per_1k']:.3f} + the processor's "
-              f"{med[path + '-alone']['cpu_per_1k']:.3f} CPU ms per event: at most {bound:.2f}x the ceiling "
-              f"while every event goes through both (target >= {TARGETS[path + '/ceiling']}x)")
-    fraud = result["latency"].get("fraud", {})
-    if "p99" in fraud:
-        ok = fraud["p99"] <= 25 and fraud["p50"] <= 5
-        print(f"fraud latency p50 {fraud['p50']:.1f} ms p99 {fraud['p99']:.1f} ms   "
-              f"(target p50 <= 5, p99 <= 25: {'met' if ok else 'MISSED'})")
+    for line in target_lines(result):
+        print(line)
     if "memory" in result:
         m = result["memory"]
         print(f"memory after {m['users']:,} distinct users: Redis {m['redis_bytes_per_user']:.0f} B/user in all, "
