@@ -12,7 +12,9 @@ Outcome per label, exactly one of:
   the event is already parked.
 
 A snapshot is taken for the label's input offset, not deleted: the same label redelivered (the
-worker died before its learn example reached the broker) is joined again instead of lost.
+worker died before its offset was committed) is joined again instead of lost. Learning it is
+idempotent: the learner's model learns a label once per event (online_models.labels_learned), and
+its effect on the merchant's counters is applied once (``FraudStore.apply_merchant_updates``).
 
 Decisions left unlabelled ``label_horizon_s`` of event time after their transaction are learned
 as legitimate (``expire_unlabelled``); a chargeback that comes later is learned as a correction.
@@ -98,7 +100,8 @@ class LabelPath:
         updates = []
         for example in examples:
             snapshot = example.snapshot
-            updates.append((snapshot.merchant, self.engine.label_effect(snapshot, example.is_fraud)))
+            updates.append((example.event_id, example.observed, snapshot.merchant,
+                            self.engine.label_effect(snapshot, example.is_fraud)))
             if example.observed:
                 delay = (label_ts or {}).get(example.event_id, snapshot.ts) - snapshot.ts
                 self.metrics.labelled(MODEL_NAME, example.is_fraud, snapshot.score, delay)

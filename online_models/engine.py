@@ -20,6 +20,7 @@ from online_models.champion import ChampionChallenger
 from online_models.decisions import decide, reasons
 from online_models.drift import DriftMonitor
 from online_models.fraud_model import FraudClassifier
+from online_models.labels_learned import LabelsLearned
 from online_models.rules import apply_bumps, rule_hits
 from schemas.errors import StreamsenseError
 from schemas.internal_records import Snapshot
@@ -62,12 +63,16 @@ class FraudEngine:
         Positive labels after which the classifier gets its full weight.
     classifier_weight
         The classifier's share of the base score once warmed up.
+    label_memory_s
+        How long (event time) a learned label is remembered, so that a copy of it is not learned
+        again (online_models.labels_learned).
     """
 
     def __init__(self, *, review_threshold: float = 0.5, decline_threshold: float = 0.85,
                  features: FeatureConfig = FeatureConfig(), seed: int = 42,
                  classifier: FraudClassifier | None = None, anomaly: AnomalyScorer | None = None,
-                 warmup_positives: int = 100, classifier_weight: float = 0.8) -> None:
+                 warmup_positives: int = 100, classifier_weight: float = 0.8,
+                 label_memory_s: float = 45 * 86400.0) -> None:
         self.review_threshold = review_threshold
         self.decline_threshold = decline_threshold
         self.features = features
@@ -79,13 +84,15 @@ class FraudEngine:
         # champion when it is more accurate on the same labels (online_models.champion).
         self.lifecycle = ChampionChallenger(classifier or FraudClassifier(), monitor=self.drift,
                                             champion_name="lr-1", challenger_name="lr")
+        self.labels_learned = LabelsLearned(label_memory_s)
         self._signals: list[DriftSignal] = []
 
     @classmethod
     def from_settings(cls, settings: Settings, **models) -> FraudEngine:
         """The engine the settings describe; ``models`` (classifier, anomaly) replace fresh ones."""
         return cls(review_threshold=settings.review_threshold, decline_threshold=settings.decline_threshold,
-                   features=FeatureConfig.from_settings(settings), seed=settings.seed, **models)
+                   features=FeatureConfig.from_settings(settings), seed=settings.seed,
+                   label_memory_s=settings.snapshot_ttl_s + settings.max_past_s + settings.max_future_s, **models)
 
     @property
     def classifier(self) -> FraudClassifier:
@@ -99,10 +106,12 @@ class FraudEngine:
 
     def models(self) -> dict:
         """What a checkpoint holds: the learned parts (the drift monitor is an observer, not a model)."""
-        return {"lifecycle": self.lifecycle, "anomaly": self.anomaly}
+        return {"lifecycle": self.lifecycle, "anomaly": self.anomaly, "labels": self.labels_learned}
 
     def load(self, models: dict) -> None:
         self.lifecycle, self.anomaly = models["lifecycle"], models["anomaly"]
+        # A checkpoint from before labels were remembered: none are (a copy in flight may be learned twice).
+        self.labels_learned = models.get("labels") or LabelsLearned(self.labels_learned.keep_s)
         self.lifecycle.monitor = self.drift  # the monitor stays this worker's (it is not a model)
 
     @property
@@ -157,7 +166,11 @@ class FraudEngine:
         unlearn, so this corrects by adding the missing example); a confirmation teaches nothing new.
         ``observed=False`` (a label assumed at the horizon) teaches the model but not the drift
         detectors of error and label rate, which watch real labels only.
+        A label already learned for this event (a copy: labels are delivered at least once) teaches
+        nothing and changes no counter.
         """
+        if not self.labels_learned.first(event_id, observed, snapshot.ts):
+            return MerchantUpdate({})
         effect = self.label_effect(snapshot, is_fraud)
         if snapshot.assumed_legitimate and not is_fraud:
             return effect

@@ -21,7 +21,7 @@ parks with a script of its own, so one of the two always sees the other).
 
 The label path joins a label to its snapshot, or parks it, in one script too. Taking a snapshot is
 keyed by the label's input offset rather than deleting it: a redelivered label (the worker died
-before the learn example reached the broker) is joined again, never lost.
+before the label's offset was committed) is joined again, never lost; its counters move once.
 """
 
 from __future__ import annotations
@@ -107,6 +107,18 @@ return out
 """
 
 
+# Per update: [once key, command, command, ...]: the commands run only with the once key's first SET.
+_APPLY_ONCE = """
+local req = cjson.decode(ARGV[1])
+for _, u in ipairs(req.u) do
+  if redis.call('SET', u[1], '1', 'NX', 'EX', req.ttl) then
+    for i = 2, #u do redis.call(unpack(u[i])) end
+  end
+end
+return #req.u
+"""
+
+
 @dataclass
 class LoadedState:
     users: dict[str, UserState | None]
@@ -181,6 +193,7 @@ class FraudStore:
         self.settings = settings
         self._apply = redis.register_script(_GUARDED_APPLY)
         self._join = redis.register_script(_JOIN_LABELS)
+        self._once = redis.register_script(_APPLY_ONCE)
 
     async def load(self, user_ids: Iterable[str], merchant_ids: Iterable[str],
                    event_ids: Iterable[str]) -> LoadedState:
@@ -380,12 +393,18 @@ class FraudStore:
             pipe.zrem(self.keys.pending_labels(), *event_ids)
             await pipe.execute()
 
-    async def apply_merchant_updates(self, updates: Sequence[tuple[str, MerchantUpdate]]) -> None:
-        """Label counters of merchants named by their pseudonyms (as decision-time snapshots keep them).
-        A snapshot from before the current pseudonym key names a merchant no state is kept for: skipped."""
-        batch = WriteBatch()
-        for pseudonym, update in updates:
-            if not self.keys.pseudonyms.made(pseudonym):
+    async def apply_merchant_updates(self, updates: Sequence[tuple[str, bool, str, MerchantUpdate]]) -> None:
+        """Label counters of merchants named by their pseudonyms (as decision-time snapshots keep them),
+        per (event_id, observed, merchant pseudonym, update): each label's once, atomically with a
+        mark of it (labels come at least once). A snapshot from before the current pseudonym key
+        names a merchant no state is kept for: skipped."""
+        rows = []
+        for event_id, observed, pseudonym, update in updates:
+            if not self.keys.pseudonyms.made(pseudonym) or not update.increments and not update.deletions:
                 continue
+            batch = WriteBatch()
             self._update_merchant_key(batch, self.keys.merchant_of(pseudonym), update)
-        await self.commit(batch)
+            rows.append([self.keys.label_counted(event_id, observed), *batch.commands])
+        if rows:
+            await self._once(keys=[], args=[internal_json.dumps({
+                "u": rows, "ttl": self.settings.snapshot_ttl_s + PARKED_GRACE_S})])

@@ -59,6 +59,10 @@ class RedisKeys:
         """Which label input offset took the snapshot (a redelivery of that label takes it again)."""
         return f"{self.prefix}:lc:{event_id}"
 
+    def label_counted(self, event_id: str, observed: bool) -> str:
+        """Set once a label's effect on its merchant's counters is applied (a copy of the label is not)."""
+        return f"{self.prefix}:lm:{'o' if observed else 'h'}:{event_id}"
+
     def parked_labels(self) -> str:
         """Sorted set event_id -> when parked, of labels waiting for their transaction."""
         return f"{self.prefix}:parked"

@@ -15,12 +15,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from agents.dev.embedded import free_port
 from agents.fraud_outcome import FraudOutcome
 from agents.fraud_processor import FraudProcessor
+from agents.learner import Learner
 from agents.messages import RawMessage
 from agents.metrics import Metrics
 from agents.stores.fraud import FraudStore
 from agents.stores.keys import RedisKeys
 from online_models.engine import FraudEngine
-from schemas.internal_records import UnlabelledExample
+from schemas.internal_records import UnlabelledExample, learn_batches
 from schemas.settings import SecretStr, Settings
 from streams.fraud_features import UserState
 
@@ -325,13 +326,23 @@ async def test_a_label_parked_while_its_transaction_commits_is_learned_not_orpha
     assert await store.redis.zscore(store.keys.pending_labels(), "e1") is None  # not learned again at the horizon
 
 
-async def test_a_redelivered_label_is_joined_again_another_is_refused(processor) -> None:
+async def merchant_counters(processor, merchant_id: str) -> dict[str, float]:
+    raw = await processor.store.redis.hgetall(processor.store.keys.merchant(merchant_id))
+    return {k.decode(): float(v) for k, v in raw.items() if k in (b"labels", b"frauds")}
+
+
+async def test_a_redelivered_label_is_joined_again_learned_and_counted_once(processor) -> None:
     await processor.transactions.on_transactions([msg(tx_bytes(1), 1)])
     first = await processor.labels.on_labels([label(1, True, 5)])
-    again = await processor.labels.on_labels([label(1, True, 5)])  # the worker died before the example was sent
+    again = await processor.labels.on_labels([label(1, True, 5)])  # the worker died before its offset was committed
     other = await processor.labels.on_labels([label(1, False, 6)])
     assert learn_examples(first) == learn_examples(again) == [("e1", True, True)]
     assert other.examples == [] and stages(other) == [(6, "label_join")]
+    assert await merchant_counters(processor, "m1") == {"labels": 1.0, "frauds": 1.0}  # once, not twice
+    learner = Learner(processor.settings, FraudEngine.from_settings(processor.settings), processor.metrics)
+    await learner.on_examples([RawMessage("learn", 0, i, b"e1", raw) for i, (_, raw) in enumerate(
+        learn_batches(first.examples + again.examples, max_bytes=100_000, max_examples=1))])
+    assert learner.learned == 2 and learner.engine.classifier.n_learned == 1  # both read, the label learned once
 
 
 async def test_a_label_whose_transaction_never_comes_becomes_a_label_expired_dead_letter(processor) -> None:

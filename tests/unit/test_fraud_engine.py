@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 
 import pytest
 from river import metrics
@@ -66,6 +67,22 @@ def test_learning_uses_the_snapshot_taken_at_decision_time() -> None:
     engine.learn_label(first.snapshot, True, event_id="e1")
     assert engine.classifier.n_learned == before + 1
     assert first.snapshot.features["user_count_1h"] == 0  # learning never rewrites the snapshot
+
+
+def test_a_label_delivered_twice_is_learned_once_also_by_a_model_restored_from_its_checkpoint() -> None:
+    """Labels reach the learner at least once; the model (and what a checkpoint holds) learns each once.
+    An example assumed legitimate at the horizon and a later chargeback are two examples."""
+    engine = FraudEngine.from_settings(Settings())
+    scored = engine.score(tx("e1", START), None, {}, decided_at=START)
+    assert engine.learn_label(scored.snapshot, True, event_id="e1").increments
+    assert engine.learn_label(scored.snapshot, True, event_id="e1").increments == {}  # the copy changes nothing
+    assert engine.classifier.n_learned == 1
+    restored = FraudEngine.from_settings(Settings())
+    restored.load(pickle.loads(pickle.dumps(engine.models())))
+    restored.learn_label(scored.snapshot, True, event_id="e1")
+    assert restored.classifier.n_learned == 1
+    engine.learn_label(scored.snapshot, False, event_id="e1", observed=False)
+    assert engine.classifier.n_learned == 2
 
 
 def test_decisions_carry_flags_reasons_and_model_version() -> None:
