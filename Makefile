@@ -16,9 +16,13 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(VENV)/bin/streamsense dev
 
+CLUSTER_TIER = tests/integration/test_fraud_processor.py tests/integration/test_reco_processor.py \
+	tests/integration/test_checkpoints.py tests/integration/test_redis_trust.py
+
 test: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
+	SS_TEST_REDIS=cluster $(VENV)/bin/python -m pytest $(CLUSTER_TIER)
 
 # Pure code only: doctests and unit tests, no broker, no Redis, no long model-quality runs.
 test-fast: venv

@@ -88,6 +88,9 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     # Redis (the URL may carry a password, so it is a secret)
     redis_url: SecretStr = field(default_factory=lambda: SecretStr("redis://127.0.0.1:6379/0"))
+    # Redis Cluster: "auto" asks the server at start (INFO cluster); "yes" / "no" force it (a worker
+    # that starts while Redis is down and is told "auto" assumes a single node).
+    redis_cluster: str = "auto"
     # Secrets for pseudonymising ids and signing checkpoints (schemas.keyring). The defaults are
     # public: check_secrets refuses them, and any key under 32 bytes, outside development.
     pseudonym_key: SecretStr = field(default_factory=lambda: SecretStr("dev-only-pseudonym-key"))
@@ -285,6 +288,8 @@ class Settings:
                 "SASL_PLAINTEXT sends credentials in clear text; use SASL_SSL "
                 "or set STREAMSENSE_ALLOW_PLAINTEXT_SASL=true explicitly"
             )
+        if self.redis_cluster not in ("auto", "yes", "no"):
+            raise SettingsError("redis_cluster must be auto, yes or no")
         if self.partitions < 1 or self.batch_size < 1:
             raise SettingsError("partitions and batch_size must be >= 1")
         if self.api_publish_grace_s <= 0:

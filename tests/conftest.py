@@ -13,7 +13,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from agents.commands.topics import create_topics
-from agents.dev.embedded import ManagedProcess, free_port, start_broker, start_redis
+from agents.dev.embedded import ManagedProcess, RedisCluster, free_port, start_broker, start_redis
 from schemas.settings import SecretStr, Settings, Topics
 
 # In CI every property test runs the same examples each time (a red CI names a real, reproducible case);
@@ -49,9 +49,22 @@ def broker(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> str:
+    """A single Redis; with SS_TEST_REDIS=cluster, a 3-master 3-replica Redis Cluster instead (the
+    cluster tier of ``make test`` runs the store tests again on it)."""
+    if os.environ.get("SS_TEST_REDIS") == "cluster":
+        with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+            yield cluster.url
+        return
     proc, url = start_redis(tmp_path_factory.mktemp("redis"))
     yield url
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory) -> RedisCluster:
+    """A 3-master 3-replica Redis Cluster of this session's own (failover tests kill its masters)."""
+    with RedisCluster(tmp_path_factory.mktemp("own-cluster")) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -179,3 +179,122 @@ class EmbeddedStack:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+CLUSTER_SLOTS = 16384
+CLUSTER_NODE_TIMEOUT_MS = 1000  # a killed master is failed over in ~2 s on loopback
+
+
+def bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port(low: int = 10000, high: int = 16000) -> int:
+    """A loopback port whose cluster bus port (port + 10000) is free too. Both lie below Linux's
+    ephemeral range (32768+), so an outgoing connection does not take them meanwhile, and no
+    node's port is another node's bus port.
+
+    >>> 10000 <= free_cluster_port() < 16000
+    True
+    """
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(low, high)
+        if bindable(port) and bindable(port + 10000):
+            return port
+    raise EmbeddedError("no free port pair for a cluster node")
+
+
+class RedisCluster:
+    """A Redis Cluster on loopback: ``masters`` masters with ``replicas`` replicas each, from the
+    same server binary as ``start_redis``; slots are assigned and nodes met through redis-py (no
+    redis-cli). A context manager that stops every node; ``kill_master`` is for failover tests."""
+
+    def __init__(self, log_dir: Path, masters: int = 3, replicas: int = 1) -> None:
+        self.log_dir = Path(log_dir)
+        self.n_masters, self.n_replicas = masters, replicas
+        self.nodes: dict[int, ManagedProcess] = {}
+
+    def __enter__(self) -> RedisCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for proc in self.nodes.values():
+            proc.stop()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{next(iter(self.nodes))}/0"
+
+    def start(self, timeout: float = 30.0) -> None:
+        import redis
+
+        for i in range(self.n_masters * (1 + self.n_replicas)):
+            port = free_cluster_port()
+            conf = self.log_dir / f"nodes-{port}.conf"
+            self.nodes[port] = proc = ManagedProcess(
+                f"redis-cluster-{i}", [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                                       "--save", "", "--appendonly", "no", "--dir", str(self.log_dir),
+                                       "--cluster-enabled", "yes",
+                                       "--cluster-config-file", str(conf),
+                                       "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS)],
+                log_dir=self.log_dir)
+            wait_until(lambda p=port: redis_ping(p), "PONG", proc, timeout)
+        clients = {port: redis.Redis(port=port, host="127.0.0.1") for port in self.nodes}
+        ports = list(self.nodes)
+        masters, replicas = ports[:self.n_masters], ports[self.n_masters:]
+        per = CLUSTER_SLOTS // self.n_masters
+        for i, port in enumerate(masters):
+            last = CLUSTER_SLOTS - 1 if i == self.n_masters - 1 else (i + 1) * per - 1
+            clients[port].execute_command("CLUSTER ADDSLOTSRANGE", i * per, last)
+        for port in ports[1:]:
+            clients[ports[0]].execute_command("CLUSTER MEET", "127.0.0.1", port)
+        first = self.nodes[ports[0]]
+        wait_until(lambda: all(len(c.execute_command("CLUSTER NODES")) == len(ports) for c in clients.values()),
+                   "every node met", first, timeout)
+        for i, port in enumerate(replicas):
+            master_id = clients[masters[i % self.n_masters]].execute_command("CLUSTER MYID").decode()
+            clients[port].execute_command("CLUSTER REPLICATE", master_id)
+        wait_until(lambda: all(c.execute_command("CLUSTER INFO").get("cluster_state") == "ok"
+                               for c in clients.values()), "cluster_state ok", first, timeout)
+        for c in clients.values():
+            c.close()
+
+    def master_ports(self) -> list[int]:
+        import redis
+
+        for port, proc in self.nodes.items():
+            if proc.alive():
+                with redis.Redis(port=port, host="127.0.0.1") as client:
+                    return [int(address.split(":")[1].split("@")[0])
+                            for address, node in client.execute_command("CLUSTER NODES").items()
+                            if "master" in node["flags"] and "fail" not in node["flags"]]
+        return []
+
+    def kill_master(self, port: int) -> None:
+        """SIGKILL one master: its replica takes over after the node timeout."""
+        self.nodes[port].kill()
+
+    def healthy(self) -> bool:
+        """Every live node reports cluster_state:ok."""
+        import redis
+
+        for port, proc in self.nodes.items():
+            if proc.alive():
+                with redis.Redis(port=port, host="127.0.0.1") as client:
+                    if client.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                        return False
+        return True

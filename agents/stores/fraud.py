@@ -26,14 +26,15 @@ before the label's offset was committed) is joined again, never lost; its counte
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
-from agents.stores.keys import RedisKeys
+from agents.stores.keys import RedisKeys, declared
 from schemas import internal_json
 from schemas.internal_records import Snapshot, StoredDecision
 from schemas.settings import Settings
@@ -201,14 +202,21 @@ class FraudStore:
             dict.fromkeys(event_ids))
         # MGET per key family: three commands instead of one per key (client-side packing and
         # parsing of thousands of GETs was a quarter of the batch's CPU).
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.mget([self.keys.user(u) for u in users])
-            for merchant_id in merchants:
-                pipe.hgetall(self.keys.merchant(merchant_id))
-            pipe.mget([self.keys.decision(e) for e in events])
-            pipe.mget([self.keys.early_label(e) for e in events])
-            replies = await pipe.execute()
-        user_raw, merchant_raw, decision_raw, label_raw = replies[0], replies[1:-2], replies[-2], replies[-1]
+        families = [[self.keys.user(u) for u in users], [self.keys.decision(e) for e in events],
+                    [self.keys.early_label(e) for e in events]]
+        hashes = [self.keys.merchant(m) for m in merchants]
+        if isinstance(self.redis, RedisCluster):
+            # A cluster pipeline refuses MGET; each family is one slot, so each MGET is one command.
+            user_raw, decision_raw, label_raw, merchant_raw = await asyncio.gather(
+                *(self.redis.mget(keys) for keys in families), self._hgetall(hashes))
+        else:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys in families:
+                    pipe.mget(keys)
+                for key in hashes:
+                    pipe.hgetall(key)
+                replies = await pipe.execute()
+            (user_raw, decision_raw, label_raw), merchant_raw = replies[:3], replies[3:]
         return LoadedState(
             users={u: UserState.from_bytes(r) if r else None for u, r in zip(users, user_raw, strict=True)},
             merchants={m: {k.decode(): float(v) for k, v in h.items()}
@@ -219,6 +227,12 @@ class FraudStore:
                           if r is not None},
             user_versions={u: hashlib.sha1(r).hexdigest() if r else "" for u, r in zip(users, user_raw, strict=True)},
         )
+
+    async def _hgetall(self, keys: Sequence[str]) -> list[dict]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            return await pipe.execute()
 
     # -- building a commit -------------------------------------------------------------------
     def record_decision(self, batch: WriteBatch, stored: StoredDecision, snapshot: Snapshot | None) -> None:
@@ -270,7 +284,10 @@ class FraudStore:
         payload = internal_json.dumps({"f": batch.fences, "g": batch.guards, "v": batch.versions,
                                        "c": batch.commands, "l": batch.late, "p": self.keys.pending_labels(),
                                        "q": self.keys.parked_labels()})
-        reply = await self._apply(keys=[], args=[payload])
+        keys = declared([*(f[0] for f in batch.fences), *batch.guards, *(v[0] for v in batch.versions),
+                         *(c[1] for c in batch.commands), *(key for late in batch.late for key in late[1:]),
+                         self.keys.pending_labels(), self.keys.parked_labels()])
+        reply = await self._apply(keys=keys, args=[payload])
         kind = reply[0].decode()
         if kind == "fenced":
             return CommitResult(fenced=[(batch.fences[int(i)][3], batch.fences[int(i)][4]) for i in reply[1]])
@@ -298,7 +315,8 @@ class FraudStore:
         k = self.keys
         rows = [[e, k.snapshot(e), k.label_consumed(e), k.decision(e), k.early_label(e), src,
                  parked.to_bytes().decode()] for e, src, parked in labels]
-        reply = await self._join(keys=[], args=[internal_json.dumps({
+        keys = declared([*(key for row in rows for key in row[1:5]), k.pending_labels(), k.parked_labels()])
+        reply = await self._join(keys=keys, args=[internal_json.dumps({
             "l": rows, "p": k.pending_labels(), "q": k.parked_labels(), "now": now,
             "ttl": self.settings.snapshot_ttl_s, "keep": self.settings.snapshot_ttl_s + PARKED_GRACE_S})])
         out = []
@@ -406,5 +424,6 @@ class FraudStore:
             self._update_merchant_key(batch, self.keys.merchant_of(pseudonym), update)
             rows.append([self.keys.label_counted(event_id, observed), *batch.commands])
         if rows:
-            await self._once(keys=[], args=[internal_json.dumps({
+            keys = declared(key for row in rows for key in (row[0], *(command[1] for command in row[1:])))
+            await self._once(keys=keys, args=[internal_json.dumps({
                 "u": rows, "ttl": self.settings.snapshot_ttl_s + PARKED_GRACE_S})])

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from redis.asyncio import Redis
 
-from agents.stores.keys import RedisKeys
+from agents.stores.keys import RedisKeys, declared
 from schemas.settings import Settings
 from streams.popularity import popularity_bucket
 
@@ -72,7 +72,8 @@ class RecoStore:
                 user_id, item_id, ts, weight = effect
                 rows.append([self.keys.claim("i", message_id), source, self.keys.seen_items(user_id), item_id,
                              self.keys.popularity(popularity_bucket(ts)), repr(float(weight))])
-        replies = await self._claim_and_record(keys=[], args=[json.dumps({
+        keys = declared(key for row in rows for key in (row[0], row[2], row[4]))
+        replies = await self._claim_and_record(keys=keys, args=[json.dumps({
             "i": rows, "ttl": self.settings.decision_ttl_s, "state_ttl": self.settings.state_ttl_s,
             "pop_ttl": POPULARITY_TTL_S})])
         return [r.decode() or None for r in replies]

@@ -9,8 +9,8 @@ import pickle
 import uuid
 
 import pytest
-from redis.asyncio import Redis
 
+from agents.clients import redis_client
 from agents.lifecycle import ModelLifecycle
 from agents.stores.checkpoints import RedisCheckpoints
 from agents.stores.keys import RedisKeys
@@ -18,7 +18,7 @@ from online_models.checkpoints import CheckpointRejected, read_header
 from online_models.engine import FraudEngine
 from schemas.keyring import KeyRing, Pseudonyms
 from schemas.records import Transaction
-from schemas.settings import Settings
+from schemas.settings import SecretStr, Settings
 
 pytestmark = pytest.mark.integration
 OLD, NEW = ("2026-01", b"o" * 32), ("2026-06", b"n" * 32)
@@ -44,7 +44,7 @@ def probe_scores(engine: FraudEngine) -> list[float]:
 
 @pytest.fixture
 async def registry(redis_url: str):
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(Settings(redis_url=SecretStr(redis_url)))
     keys = RedisKeys(f"ss:ck:{uuid.uuid4().hex[:6]}", Pseudonyms("p0", b"p" * 32))
     yield redis, keys
     await redis.aclose()

@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agents.clients import redis_client
 from agents.dev.embedded import free_port
 from agents.fraud_outcome import FraudOutcome
 from agents.fraud_processor import FraudProcessor
@@ -52,7 +53,7 @@ def msg(value: bytes, offset: int, topic: str = "transactions") -> RawMessage:
 async def processor(redis_url: str):
     settings = Settings(redis_url=SecretStr(redis_url), app_id=f"ss-t-{uuid.uuid4().hex[:6]}",
                         label_horizon_s=100.0)
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(Settings(redis_url=SecretStr(redis_url)))
     store = FraudStore(redis, RedisKeys.from_settings(settings), settings)
     proc = FraudProcessor(settings, FraudEngine.from_settings(settings), store, clock=lambda: NOW)
     yield proc
@@ -264,7 +265,7 @@ async def test_a_slow_redis_opens_the_breaker_like_a_failing_one(processor) -> N
 async def test_two_writers_of_one_user_both_count_the_second_reloads_and_redoes(processor, redis_url) -> None:
     """Compare-and-set on the user blob: a writer whose read went stale reloads and redoes."""
     settings = processor.settings
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(Settings(redis_url=SecretStr(redis_url)))
     other = FraudProcessor(settings, FraudEngine.from_settings(settings),
                            FraudStore(redis, RedisKeys.from_settings(settings), settings), clock=lambda: NOW)
     store, load = processor.store, processor.store.load

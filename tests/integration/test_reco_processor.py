@@ -8,8 +8,8 @@ import time
 import uuid
 
 import pytest
-from redis.asyncio import Redis
 
+from agents.clients import redis_client
 from agents.messages import RawMessage
 from agents.reco_processor import RecoProcessor
 from agents.stores.keys import RedisKeys
@@ -26,7 +26,7 @@ def interaction(i: int, user: str, item: str, ts: float) -> RawMessage:
 
 async def test_a_crash_after_the_claim_neither_loses_nor_doubles_an_interactions_effects(redis_url: str) -> None:
     settings = Settings(redis_url=SecretStr(redis_url), app_id=f"streamsense-r-{uuid.uuid4().hex[:6]}")
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(Settings(redis_url=SecretStr(redis_url)))
     processor, keys = RecoProcessor.on_redis(redis, settings), RedisKeys.from_settings(settings)
     ts = time.time() - 60
     batch = [interaction(i, "alice", f"item-{i}", ts) for i in range(3)]

@@ -7,12 +7,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from redis.asyncio import Redis
 
+from agents.clients import redis_client
 from agents.dev.embedded import start_redis
 from agents.stores.keys import RedisKeys
 from agents.stores.trust import Epoch, eviction_policy
-from schemas.settings import Settings, SettingsError
+from schemas.settings import SecretStr, Settings, SettingsError
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,8 @@ def test_the_settings_refuse_a_guard_shorter_than_the_acceptance_window_plus_the
 
 
 async def test_an_epoch_that_vanishes_or_changes_is_reported_as_data_loss(redis_url: str, tmp_path) -> None:
-    redis, keys = Redis.from_url(redis_url), RedisKeys(f"ss:trust:{uuid.uuid4().hex[:6]}", b"p")
+    redis = redis_client(Settings(redis_url=SecretStr(redis_url)))
+    keys = RedisKeys(f"ss:trust:{uuid.uuid4().hex[:6]}", b"p")
     try:
         worker = Epoch(redis, keys, str(tmp_path / "a"))
         assert await worker.check() is False and await worker.check() is False  # first start, then steady
@@ -48,7 +49,7 @@ async def test_an_epoch_that_vanishes_or_changes_is_reported_as_data_loss(redis_
 
 async def test_only_noeviction_is_safe_for_the_guard(tmp_path) -> None:
     proc, url = start_redis(tmp_path)
-    redis = Redis.from_url(url)
+    redis = redis_client(Settings(redis_url=SecretStr(url)))
     try:
         assert (await eviction_policy(redis)).safe  # Redis's default
         for policy in ("volatile-lru", "allkeys-lru", "volatile-ttl"):

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from redis.asyncio import Redis
 from verifier import Ledger, Report, verify
 
+from agents.clients import redis_client
 from agents.commands.topics import create_topics
 from agents.dev.embedded import ManagedProcess
 from agents.stores.keys import RedisKeys
@@ -136,7 +136,7 @@ async def collect(settings: Settings, expected: int, timeout: float = 180.0) -> 
 
 
 async def user_history(settings: Settings, users: set[str]) -> dict[str, int]:
-    redis, keys = Redis.from_url(settings.redis_url.get_secret_value()), RedisKeys.from_settings(settings)
+    redis, keys = redis_client(settings), RedisKeys.from_settings(settings)
     try:
         return {u: UserState.from_bytes(raw).count for u in users if (raw := await redis.get(keys.user(u)))}
     finally:

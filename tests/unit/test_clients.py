@@ -72,3 +72,14 @@ async def test_redis_clients_share_the_timeouts_and_take_tls_and_auth_from_the_u
         assert kwargs["health_check_interval"] == clients.REDIS_HEALTH_CHECK_INTERVAL_S
     await async_client.aclose()
     sync_client.close()
+
+
+async def test_the_redis_cluster_setting_forces_the_client_kind_without_asking_the_server() -> None:
+    from redis.asyncio import RedisCluster
+
+    url = SecretStr("redis://127.0.0.1:1/0")  # nothing listens there: the setting alone decides
+    assert isinstance(clients.redis_client(Settings(redis_url=url, redis_cluster="yes")), RedisCluster)
+    single = clients.redis_client(Settings(redis_url=url, redis_cluster="no"))
+    assert not isinstance(single, RedisCluster)
+    await single.aclose()
+    assert clients.redis_is_cluster(Settings(redis_url=url)) is False  # auto, unreachable: a single node
