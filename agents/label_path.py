@@ -5,7 +5,8 @@ Outcome per label, exactly one of:
 - parked, when its transaction is not decided yet (a backlog, a replay): the transaction path
   learns it as soon as the decision is committed (joining and parking is one Redis script, and
   the decision commit takes parked labels in its own script: a label parked while its
-  transaction is being committed is never orphaned). A label still parked ``snapshot_ttl_s``
+  transaction is being committed is never orphaned; the commit keeps it, so the transaction's
+  redelivery learns it again if the worker died before its example was sent). A label still parked ``snapshot_ttl_s``
   later, its transaction never decided, becomes a ``label_expired`` dead letter (``expire_parked``);
 - a ``label_join`` dead letter (invalid bytes go to ``validate``) when its decision is known but
   its snapshot is gone (taken by another label, or past the snapshot TTL), or another label for

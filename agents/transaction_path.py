@@ -9,7 +9,8 @@ Outcome per input message, exactly one of:
 
 Every decided event also goes to the learner unlabelled (the anomaly model learns all of them);
 a label that was parked before its transaction was decided is learned once the decision is
-committed (agents.label_path).
+committed (agents.label_path), and again when the transaction is redelivered (the worker may have
+died before the learn example reached the broker; the learner learns a label once).
 
 Redis unreachable: events are still scored, from empty state, flagged ``degraded``, and journaled
 (agents.journal) so that a redelivery gets the same decision and Redis stores it once it answers
@@ -88,6 +89,7 @@ class Plan:
     decided: list[tuple[RawMessage, str, str]]  # (message, decision, outcome) for the metrics
     records: dict[str, StoredDecision] = dataclasses.field(default_factory=dict)  # what the commit stores
     snapshots: dict[str, Snapshot] = dataclasses.field(default_factory=dict)  # of decisions awaiting a label
+    again: list[str] = dataclasses.field(default_factory=list)  # decided before, with a label their commit took
 
 
 class TransactionPath:
@@ -182,7 +184,8 @@ class TransactionPath:
                     return self._decide_degraded(valid, started), False
                 if not committed:
                     continue  # another worker decided some of them: reload and redo
-                result = CommitResult()
+                result = CommitResult()  # the labels it took are read back with the others below
+                plan.again.extend(plan.records)
             else:
                 self._redis_answered(redis_s + time.monotonic() - asked)
             if result.fenced:
@@ -197,8 +200,9 @@ class TransactionPath:
                     return FraudOutcome(), True
                 continue
             if result.committed:
-                # Labels parked while this batch was being decided are learned now, like early ones.
+                # Labels the commit took (parked before or while this batch was decided) are learned now.
                 plan.early.extend(LabelledExample(e, plan.snapshots[e], y) for e, y in result.late_labels.items())
+                plan.early.extend(await self.store.taken_labels(plan.again))
                 # Only once the decisions are committed: never learned twice.
                 plan.outcome.examples.extend(await self.labels.learn(plan.early))
                 self._observe(plan.decided, started)
@@ -248,7 +252,10 @@ class TransactionPath:
         for msg, tx in valid:
             digest = event_digest(tx)
             stored = loaded.decisions.get(tx.event_id)
-            if self._answered(msg, tx, digest, stored, decided_here.get(tx.event_id), outcome, plan.decided):
+            answered = self._answered(msg, tx, digest, stored, decided_here.get(tx.event_id), outcome, plan.decided)
+            if answered == "redelivered" and tx.event_id in loaded.early_labels:
+                plan.again.append(tx.event_id)
+            if answered:
                 continue
             try:
                 scored = self.engine.score(tx, users.get(tx.user_id), merchants.get(tx.merchant_id, {}),
@@ -263,13 +270,9 @@ class TransactionPath:
             merchants[tx.merchant_id] = apply_merchant_update(merchants.get(tx.merchant_id, {}),
                                                               scored.merchant_update)
             self.store.update_merchant(batch, tx.merchant_id, scored.merchant_update)
-            label = loaded.early_labels.get(tx.event_id)
-            if label is not None:
-                plan.early.append(LabelledExample(tx.event_id, scored.snapshot, label))
             record = StoredDecision(msg.source, decision, digest, msg.client)
-            self.store.record_decision(batch, record, None if label is not None else scored.snapshot)
-            if label is None:
-                plan.snapshots[tx.event_id] = scored.snapshot
+            self.store.record_decision(batch, record, scored.snapshot)
+            plan.snapshots[tx.event_id] = scored.snapshot
             if msg.via_api:
                 self.store.hold_until_published(batch, tx.event_id, self.clock())
             decided_here[tx.event_id] = plan.records[tx.event_id] = record
@@ -287,13 +290,13 @@ class TransactionPath:
         return plan
 
     def _answered(self, msg: RawMessage, tx: Transaction, digest: str, stored: StoredDecision | None,
-                  here: StoredDecision | None, outcome: FraudOutcome, decided: list) -> bool:
-        """Whether the event already has its outcome from an earlier decision (``stored`` in Redis or
-        the journal, or ``here``, earlier in this batch): the stored decision again, a ``conflict`` or
-        a ``dedupe`` dead letter."""
+                  here: StoredDecision | None, outcome: FraudOutcome, decided: list) -> str | None:
+        """How the event is answered from an earlier decision (``stored`` in Redis or the journal, or
+        ``here``, earlier in this batch): ``redelivered`` (the stored decision again) or ``refused``
+        (a ``conflict`` or a ``dedupe`` dead letter); None: it is not decided yet."""
         earlier = stored or here
         if earlier is None:
-            return False
+            return None
         if earlier.conflicts_with(digest, msg.client):
             exc = ConflictingEvent("conflicting_event_id", "event_id",
                                    f"event_id {tx.event_id!r} was already decided for a different payload or "
@@ -306,11 +309,12 @@ class TransactionPath:
             outcome.decisions.append(stored.decision)
             self.stats.redelivered += 1
             decided.append((msg, stored.decision.decision, "redelivered"))
+            return "redelivered"
         else:
             exc = DuplicateEvent("duplicate_event_id", "event_id",
                                  f"event_id {tx.event_id!r} was already decided (from {earlier.source})")
             outcome.refused.append(refuse(self.settings, msg, "dedupe", exc, self.clock()))
-        return True
+        return "refused"
 
     def _decide_degraded(self, valid: list[tuple[RawMessage, Transaction]], started: float) -> FraudOutcome:
         """Decided without Redis, from empty state; journaled before they are emitted."""

@@ -16,8 +16,11 @@ merchant counters and the label snapshot must land together or not at all, and o
   user -- would otherwise lose one update). On a conflict the caller reloads and redoes.
 
 The script checks all three first and then applies every command, atomically, in one round trip.
-It also takes any label parked for a decided event after the batch read its state (the label path
-parks with a script of its own, so one of the two always sees the other).
+It also takes any label parked for a decided event, also one parked after the batch read its state
+(the label path parks with a script of its own, so one of the two always sees the other): the
+label's snapshot is marked taken by it, as a label joined later would take it, and the label stays
+(out of the parked set) with the snapshot, so that a redelivery of the transaction -- the worker
+died before the learn example reached the broker -- learns it again rather than losing it.
 
 The label path joins a label to its snapshot, or parks it, in one script too. Taking a snapshot is
 keyed by the label's input offset rather than deleting it: a redelivered label (the worker died
@@ -36,7 +39,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from agents.stores.keys import RedisKeys, declared
 from schemas import internal_json
-from schemas.internal_records import Snapshot, StoredDecision
+from schemas.internal_records import LabelledExample, Snapshot, StoredDecision
 from schemas.settings import Settings
 from streams.fraud_features import MerchantUpdate, UserState
 
@@ -67,7 +70,8 @@ local late = {}
 for _, l in ipairs(req.l) do
   local label = redis.call('GET', l[2])
   if label then
-    redis.call('DEL', l[2], l[3])
+    local ok, doc = pcall(cjson.decode, label)
+    redis.call('SET', l[3], ok and type(doc) == 'table' and doc.src or 'parked', 'EX', req.t)
     redis.call('ZREM', req.p, l[1])
     redis.call('ZREM', req.q, l[1])
     late[#late + 1] = l[1]
@@ -125,7 +129,7 @@ class LoadedState:
     users: dict[str, UserState | None]
     merchants: dict[str, dict[str, float]]
     decisions: dict[str, StoredDecision | None]
-    early_labels: dict[str, bool]  # event_id -> is_fraud, for labels that came before the decision
+    early_labels: dict[str, bool]  # event_id -> is_fraud, of labels parked before the decision (or taken by it)
     user_versions: dict[str, str] = field(default_factory=dict)  # user -> SHA-1 of the blob read ("" none)
 
 
@@ -133,7 +137,7 @@ class LoadedState:
 class WriteBatch:
     """Commands for one atomic commit: ``guards`` are decision keys that must not exist yet,
     ``fences`` (owner key, generation) partitions the batch must still own, ``versions`` (user key,
-    SHA-1) blobs that must be unchanged, ``late`` decisions that take a label parked meanwhile."""
+    SHA-1) blobs that must be unchanged, ``late`` decisions that take their label if it is parked."""
 
     guards: list[str] = field(default_factory=list)
     commands: list[list[str]] = field(default_factory=list)
@@ -150,7 +154,7 @@ class CommitResult:
     fenced: list[tuple[str, int]] = field(default_factory=list)  # (topic, partition) owned by another worker now
     taken: list[int] = field(default_factory=list)  # guards already decided by another writer
     stale: list[int] = field(default_factory=list)  # versions another writer changed
-    late_labels: dict[str, bool] = field(default_factory=dict)  # labels parked after the batch's read
+    late_labels: dict[str, bool] = field(default_factory=dict)  # parked labels the commit took
 
     @property
     def committed(self) -> bool:
@@ -235,21 +239,18 @@ class FraudStore:
             return await pipe.execute()
 
     # -- building a commit -------------------------------------------------------------------
-    def record_decision(self, batch: WriteBatch, stored: StoredDecision, snapshot: Snapshot | None) -> None:
-        """Store the decision; keep ``snapshot`` for its label (None: its label is already here)."""
+    def record_decision(self, batch: WriteBatch, stored: StoredDecision, snapshot: Snapshot) -> None:
+        """Store the decision and keep ``snapshot`` for its label (taken by the commit when the
+        label is parked already)."""
         event_id = stored.decision.event_id
         key = self.keys.decision(event_id)
         s = self.settings
         batch.guards.append(key)
         batch.commands.append(["SET", key, stored.to_bytes().decode(), "EX", str(s.decision_ttl_s)])
-        if snapshot is None:
-            batch.commands.append(["DEL", self.keys.early_label(event_id)])
-            batch.commands.append(["ZREM", self.keys.parked_labels(), event_id])
-            return
         batch.commands.append(["SET", self.keys.snapshot(event_id), snapshot.to_bytes().decode(), "EX",
                                str(s.snapshot_ttl_s)])
         batch.commands.append(["ZADD", self.keys.pending_labels(), repr(float(snapshot.ts)), event_id])
-        batch.late.append([event_id, self.keys.early_label(event_id), self.keys.snapshot(event_id)])
+        batch.late.append([event_id, self.keys.early_label(event_id), self.keys.label_consumed(event_id)])
 
     def fence(self, batch: WriteBatch, topic: str, partition: int, generation: int) -> None:
         """Write only if this worker still owns ``partition`` of ``topic`` as of ``generation``."""
@@ -283,7 +284,7 @@ class FraudStore:
             return CommitResult()
         payload = internal_json.dumps({"f": batch.fences, "g": batch.guards, "v": batch.versions,
                                        "c": batch.commands, "l": batch.late, "p": self.keys.pending_labels(),
-                                       "q": self.keys.parked_labels()})
+                                       "q": self.keys.parked_labels(), "t": self.settings.snapshot_ttl_s})
         keys = declared([*(f[0] for f in batch.fences), *batch.guards, *(v[0] for v in batch.versions),
                          *(c[1] for c in batch.commands), *(key for late in batch.late for key in late[1:]),
                          self.keys.pending_labels(), self.keys.parked_labels()])
@@ -386,6 +387,16 @@ class FraudStore:
                 pipe.get(self.keys.snapshot(event_id))
             replies = await pipe.execute()
         return {e: Snapshot.from_bytes(r) if r else None for e, r in zip(event_ids, replies, strict=True)}
+
+    async def taken_labels(self, event_ids: Sequence[str]) -> list[LabelledExample]:
+        """The labels decision commits took for these decided events, with their snapshots: to be
+        learned again (the learner learns a label once) after a redelivery or a commit reply lost."""
+        if not event_ids:
+            return []
+        labels = await self.redis.mget([self.keys.early_label(e) for e in event_ids])  # MGET: not in a cluster pipeline
+        snapshots = await self.redis.mget([self.keys.snapshot(e) for e in event_ids])
+        return [LabelledExample(e, Snapshot.from_bytes(snapshot), ParkedLabel.from_bytes(label).is_fraud)
+                for e, label, snapshot in zip(event_ids, labels, snapshots, strict=True) if label and snapshot]
 
     async def claim_expired(self, event_ids: Sequence[str]) -> dict[str, Snapshot | None]:
         """Snapshots of the expired ids this caller removed from the pending set (others got the rest)."""

@@ -242,7 +242,7 @@ async def test_a_label_before_its_transaction_is_parked_and_learned_at_decision_
     assert event_ids(outcome) == ["e7"] and outcome.refused == []
     assert learn_examples(outcome) == [("e7", None, True), ("e7", True, True)]
     assert processor.labels.stats.labels_learned == 1
-    assert await processor.store.read_snapshots(["e7"]) == {"e7": None}  # nothing left waiting
+    assert await processor.store.redis.zscore(processor.store.keys.pending_labels(), "e7") is None  # nor at the horizon
     again = await processor.labels.on_labels([msg(label, 2, "fraud-labels")])
     assert stages(again) == [(2, "label_join")]
 
@@ -325,6 +325,50 @@ async def test_a_label_parked_while_its_transaction_commits_is_learned_not_orpha
     assert learn_examples(outcome) == [("e1", None, True), ("e1", True, True)]
     assert await store.redis.zcard(store.keys.parked_labels()) == 0
     assert await store.redis.zscore(store.keys.pending_labels(), "e1") is None  # not learned again at the horizon
+
+
+async def test_a_label_a_decision_commit_took_is_learned_again_when_the_transaction_is_redelivered(processor) -> None:
+    """The worker dies between the commit that took a parked label and sending its learn example:
+    the transaction's redelivery sends the example again (counted once), it is not lost."""
+    store, commit = processor.store, processor.store.commit
+    assert (await processor.labels.on_labels([label(1, True, 7)])).refused == []  # parked before
+
+    async def label_arrives_meanwhile(batch):
+        if any(late[0] == "e2" for late in batch.late):  # e2's commit: its state was read before its label parked
+            await processor.labels.on_labels([label(2, False, 8)])
+        return await commit(batch)
+
+    store.commit = label_arrives_meanwhile
+    try:
+        for i in (1, 2):
+            lost = await processor.transactions.on_transactions([msg(tx_bytes(i), i)])  # never sent: the worker died
+            assert learn_examples(lost)[1:] == [(f"e{i}", i == 1, True)]
+    finally:
+        store.commit = commit
+    again = await processor.transactions.on_transactions([msg(tx_bytes(1), 1), msg(tx_bytes(2), 2)])
+    assert processor.transactions.stats.redelivered == 2
+    assert learn_examples(again) == [("e1", True, True), ("e2", False, True)]
+    assert await merchant_counters(processor, "m1") == {"labels": 1.0, "frauds": 1.0}
+    assert await merchant_counters(processor, "m2") == {"labels": 1.0, "frauds": 0.0}
+    other = await processor.labels.on_labels([label(1, False, 9)])  # the snapshot stays taken by the first
+    assert stages(other) == [(9, "label_join")]
+
+
+async def test_a_label_taken_by_a_commit_whose_reply_is_lost_is_learned(processor) -> None:
+    store, commit = processor.store, processor.store.commit
+
+    async def ran_then_timed_out(batch):
+        await processor.labels.on_labels([label(1, True, 7)])  # parked after the batch's read
+        await commit(batch)
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    store.commit = ran_then_timed_out
+    try:
+        outcome = await processor.transactions.on_transactions([msg(tx_bytes(1), 1)])
+    finally:
+        store.commit = commit
+    assert event_ids(outcome) == ["e1"] and not outcome.decisions[0].degraded
+    assert learn_examples(outcome) == [("e1", None, True), ("e1", True, True)]
 
 
 async def merchant_counters(processor, merchant_id: str) -> dict[str, float]:
