@@ -17,7 +17,8 @@ demo: venv
 	$(VENV)/bin/streamsense dev
 
 CLUSTER_TIER = tests/integration/test_fraud_processor.py tests/integration/test_reco_processor.py \
-	tests/integration/test_checkpoints.py tests/integration/test_redis_trust.py
+	tests/integration/test_checkpoints.py tests/integration/test_redis_trust.py \
+	tests/integration/test_fraud_path.py tests/integration/test_reco_path.py
 
 test: venv
 	$(VENV)/bin/ruff check .

@@ -86,6 +86,7 @@ def test_every_transaction_ends_as_one_decision_or_one_dead_letter(settings: Set
 
     ids = [d["event_id"] for d in decisions]
     assert sorted(ids) == sorted(tx["event_id"] for tx in valid)  # exactly one each, none missing
+    assert not any(d["degraded"] for d in decisions)  # Redis answered every batch (also a Redis Cluster)
     thresholds = settings.review_threshold, settings.decline_threshold
     assert all(d["decision"] == decide(d["score"], *thresholds) for d in decisions)  # each names its score's outcome
     assert all(d["model"] == MODEL_NAME and re.fullmatch(r"\d+\.\d+\.\d+", d["model_version"]) for d in decisions)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from redis.asyncio import Redis
 
+from agents.clients import redis_client
 from agents.stores.keys import RedisKeys
 from schemas.settings import Settings
 
@@ -22,7 +22,7 @@ def interaction(n: int, user: str, item: str, kind: str, now: float) -> tuple[by
 
 
 async def wait_until_seen(settings: Settings, user: str, count: int, timeout: float = 90.0) -> None:
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = redis_client(settings)
     key = RedisKeys.from_settings(settings).seen_items(user)
     try:
         deadline = time.monotonic() + timeout
