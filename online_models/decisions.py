@@ -25,11 +25,12 @@ def reasons(contributions: Mapping[str, float], hits: Sequence[Rule], anomaly: f
             *, top: int = 3, flags: Sequence[str] = ()) -> tuple[Reason, ...]:
     """Rule hits first, then the anomaly score when notable, then the top positive feature contributions.
 
-    >>> from online_models.rules import RULES
-    >>> [r.name for r in reasons({"amount": 1.2, "hour_sin": -0.3, "new_device": 0.4}, [RULES[1]], 0.9)]
+    >>> from online_models.rules import default_rule_set
+    >>> takeover = default_rule_set().rules[1]
+    >>> [r.name for r in reasons({"amount": 1.2, "hour_sin": -0.3, "new_device": 0.4}, [takeover], 0.9)]
     ['account_takeover', 'anomaly', 'amount', 'new_device']
     """
-    out = [Reason(rule.name, "rule", rule.bump) for rule in hits]
+    out = [Reason(rule.name, "rule", rule.reason_value) for rule in hits]
     out.extend(Reason(flag, "flag", 1.0) for flag in flags)
     if anomaly >= 0.5:
         out.append(Reason("anomaly", "anomaly", round(anomaly, 4)))

@@ -5,7 +5,9 @@ and learn through ``FraudEngine.learn_label``: there is one implementation of th
 
 Blending. Until the classifier has seen enough positive labels its probability means little, so
 its weight grows with the positives learned (``warmup_positives``); the rest of the base score
-comes from the anomaly rank. Rule bumps compound on top (see ``online_models.rules``).
+comes from the anomaly rank. The rule set acts on top (``online_models.rules``): bumps compound
+onto the score, forcing rules set the outcome, and every decision names the rule set's version and
+the rules that fired, shadow ones included.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from online_models.decisions import decide, reasons
 from online_models.drift import DriftMonitor
 from online_models.fraud_model import FraudClassifier
 from online_models.labels_learned import LabelsLearned
-from online_models.rules import apply_bumps, rule_hits
+from online_models.rules import RuleSet, default_rule_set, rule_names
 from schemas.errors import StreamsenseError
 from schemas.internal_records import Snapshot
-from schemas.records import DriftSignal, FraudDecision, Transaction, unknown_value_reasons
+from schemas.records import DriftSignal, FraudDecision, RulesApplied, Transaction, unknown_value_reasons
 from schemas.settings import Settings
 from streams.fraud_features import FeatureConfig, MerchantUpdate, UserState, merchant_label_update, transaction_features
 
@@ -44,6 +46,13 @@ class Scored:
     merchant_update: MerchantUpdate
     snapshot: Snapshot  # what learn_label needs when the label comes
     late: bool
+
+
+def rule_env(x: Mapping[str, float], tx: Transaction) -> dict:
+    """What a rule's condition can read: the features, and the event's own fields (which win over a
+    producer's extra feature of the same name)."""
+    return {**x, "user_id": tx.user_id, "merchant_id": tx.merchant_id, "country": tx.country,
+            "currency": tx.currency, "channel": tx.channel, "device_id": tx.device_id or ""}
 
 
 class FraudEngine:
@@ -66,19 +75,22 @@ class FraudEngine:
     label_memory_s
         How long (event time) a learned label is remembered, so that a copy of it is not learned
         again (online_models.labels_learned).
+    rules
+        The rule set (the shipped default when None); a worker replaces it when one is published.
     """
 
     def __init__(self, *, review_threshold: float = 0.5, decline_threshold: float = 0.85,
                  features: FeatureConfig = FeatureConfig(), seed: int = 42,
                  classifier: FraudClassifier | None = None, anomaly: AnomalyScorer | None = None,
                  warmup_positives: int = 100, classifier_weight: float = 0.8,
-                 label_memory_s: float = 45 * 86400.0) -> None:
+                 label_memory_s: float = 45 * 86400.0, rules: RuleSet | None = None) -> None:
         self.review_threshold = review_threshold
         self.decline_threshold = decline_threshold
         self.features = features
         self.anomaly = anomaly or AnomalyScorer(seed=seed)
         self.warmup_positives = warmup_positives
         self.classifier_weight = classifier_weight
+        self.rules = rules or default_rule_set()
         self.drift = DriftMonitor(MODEL_NAME, feature_block=FEATURE_DRIFT_BLOCK)
         # A drift on error or label rate starts a fresh classifier in shadow; it replaces the
         # champion when it is more accurate on the same labels (online_models.champion).
@@ -127,18 +139,19 @@ class FraudEngine:
         weight = self.classifier_weight * min(1.0, self.classifier.n_positives / self.warmup_positives)
         p = self.classifier.predict_proba_one(x)[True] if weight > 0 else 0.0
         odd = self.anomaly.score_one(x)
-        hits = rule_hits(x)
-        score = apply_bumps(weight * p + (1.0 - weight) * 0.6 * odd, hits)
+        rules = self.rules
+        found = rules.evaluate(rule_env(x, tx))
+        score = found.apply(weight * p + (1.0 - weight) * 0.6 * odd)
         flags = [name for name, on in (("degraded_state", degraded), ("late_event", result.late)) if on]
         contributions = self.classifier.contributions(x) if weight > 0 else {}
         if not all(map(math.isfinite, (score, odd, *contributions.values()))):
             raise ScoreRejected(f"non-finite model output for {tx.event_id!r} (score {score!r}, anomaly {odd!r})")
         decision = FraudDecision(
             event_id=tx.event_id, score=round(score, 6),
-            decision=decide(score, self.review_threshold, self.decline_threshold),
-            reasons=reasons(contributions, hits, odd, flags=flags) + unknown_value_reasons(tx), model=MODEL_NAME,
+            decision=found.decide(decide(score, self.review_threshold, self.decline_threshold)),
+            reasons=reasons(contributions, found.hits, odd, flags=flags) + unknown_value_reasons(tx), model=MODEL_NAME,
             model_version=self.model_version, degraded=degraded, late=result.late, latency_ms=0.0,
-            decided_at=decided_at,
+            decided_at=decided_at, rules=RulesApplied(rules.version, rule_names(found.hits), rule_names(found.shadow)),
         )
         # The detectors see bounded values too: an ADWIN fed 1e308 would hold inf (and the checkpoint with it).
         self._signals.extend(self.drift.observe_decision(bounded(x), score, tx.ts, decision.model_version))

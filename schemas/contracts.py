@@ -19,6 +19,7 @@ from schemas.records import (
     RecoItem,
     RecoRequest,
     Recommendation,
+    RulesApplied,
     Transaction,
 )
 from schemas.settings import Settings
@@ -51,7 +52,7 @@ CONTRACTS = (
         reasons=(Reason("card_testing", "rule", 0.6), Reason("anomaly", "anomaly", 0.97),
                  Reason("user_count_1m", "feature", 1.84)),
         model="lr+hst+rules", model_version="1.5120.88016", degraded=False, late=False, latency_ms=3.2,
-        decided_at=1795514400.41).to_dict()),
+        decided_at=1795514400.41, rules=RulesApplied("default-1", ("card_testing",), ())).to_dict()),
     Contract("interactions", "user_id", "interaction.schema.json", Interaction(
         event_id="int-000917", ts=1795514460.0, user_id="u-1842", item_id="item-0311", kind="rating",
         rating=4.0).to_dict()),

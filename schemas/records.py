@@ -114,6 +114,23 @@ def unknown_value_reasons(tx: Transaction) -> tuple[Reason, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class RulesApplied:
+    """The rule set that took part in a decision: its version, the active rules that fired and the
+    shadow rules that would have (reported, not acted on)."""
+
+    version: str
+    fired: tuple[str, ...] = ()
+    shadow: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "fired": list(self.fired), "shadow": list(self.shadow)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> RulesApplied:
+        return cls(d["version"], tuple(d.get("fired", ())), tuple(d.get("shadow", ())))
+
+
+@dataclass(frozen=True, slots=True)
 class FraudDecision(_Plain):
     event_id: str
     score: float
@@ -125,13 +142,20 @@ class FraudDecision(_Plain):
     late: bool
     latency_ms: float
     decided_at: float
+    rules: RulesApplied | None = None  # absent in decisions made before rules were data
 
     def to_dict(self) -> dict:
-        return shallow_dict(self) | {"reasons": [shallow_dict(r) for r in self.reasons]}
+        doc = shallow_dict(self) | {"reasons": [shallow_dict(r) for r in self.reasons]}
+        if self.rules is None:
+            del doc["rules"]
+        else:
+            doc["rules"] = self.rules.to_dict()
+        return doc
 
     @classmethod
     def from_dict(cls, d: Mapping) -> FraudDecision:
-        return cls(**{**d, "reasons": tuple(Reason(**r) for r in d["reasons"])})
+        rules = RulesApplied.from_dict(d["rules"]) if d.get("rules") is not None else None
+        return cls(**{**d, "reasons": tuple(Reason(**r) for r in d["reasons"]), "rules": rules})
 
 
 @dataclass(frozen=True, slots=True)
