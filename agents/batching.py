@@ -8,7 +8,10 @@ So nothing may escape the body:
   alone becomes a dead letter with the agent's stage and its error; every other message is
   decided. A message that fails only in company (with another message of its batch) is decided
   once the halves separate them. A transient failure (Redis, network, a commit race) is retried
-  on the same batch instead, with backoff; one that persists dead-letters the batch.
+  on the same batch instead, with backoff; one that persists dead-letters the batch. An agent
+  may settle its dead letters (``settle``): the transaction path answers one whose decision was
+  committed before the failure with that decision, and stores the others by input offset, so a
+  redelivery gets the same single outcome.
 - Outputs are sent and awaited before the body ends. A send the broker does not acknowledge is
   sent again with backoff; if it still fails, the process exits at once (``EXIT_UNSENT``)
   instead of stopping gracefully: a graceful stop acks the batch in hand (``take_events`` acks in
@@ -40,6 +43,10 @@ PRODUCE_ATTEMPTS = 5
 EXIT_UNSENT = 75  # EX_TEMPFAIL: outputs the broker would not take; restart to redeliver the batch
 
 Handle = Callable[[list[RawMessage]], Awaitable[list[Emit]]]
+# What a batch's dead letters really are: an agent whose state records outcomes (the transaction
+# path) may answer one with the decision it committed before failing, or record it so a
+# redelivery gets the same one.
+Settle = Callable[[list[tuple[RawMessage, Emit]]], Awaitable[list[Emit]]]
 
 
 def raw_message(event: faust.EventT) -> RawMessage:
@@ -94,7 +101,7 @@ async def emit_all(app: faust.App, emits: Sequence[Emit],
 
 
 async def guarded(handle: Handle, messages: list[RawMessage], settings: Settings, stage: str,
-                  metrics=None) -> list[Emit]:
+                  metrics=None, settle: Settle | None = None) -> list[Emit]:
     """``handle``'s outputs for the batch; never raises an Exception (see the module's docstring).
 
     A transient failure is retried; if it persists, the dependency is down, not a message at
@@ -107,22 +114,36 @@ async def guarded(handle: Handle, messages: list[RawMessage], settings: Settings
             log.warning("%s batch of %d failed (attempt %d/%d): %s", stage, len(messages), attempt,
                         BATCH_ATTEMPTS, exc)
             if attempt == BATCH_ATTEMPTS:
-                return [dead_letter(settings, m, stage, exc, time.time(), metrics) for m in messages]
+                return await settled(settle, [(m, dead_letter(settings, m, stage, exc, time.time(), metrics))
+                                              for m in messages])
             await asyncio.sleep(0.2 * 2 ** attempt)
         except Exception as exc:  # noqa: BLE001 - the isolation boundary: no exception may ack-and-lose
             if len(messages) == 1:
                 log.error("%s failed alone at %s", stage, messages[0].source, exc_info=exc)
-                return [dead_letter(settings, messages[0], stage, exc, time.time(), metrics)]
+                return await settled(settle, [(messages[0], dead_letter(settings, messages[0], stage, exc,
+                                                                         time.time(), metrics))])
             log.warning("%s batch of %d failed (%s: %s); handling each half on its own", stage, len(messages),
                         type(exc).__name__, exc)
             half = len(messages) // 2
-            return (await guarded(handle, messages[:half], settings, stage, metrics)
-                    + await guarded(handle, messages[half:], settings, stage, metrics))
+            return (await guarded(handle, messages[:half], settings, stage, metrics, settle)
+                    + await guarded(handle, messages[half:], settings, stage, metrics, settle))
     raise AssertionError("unreachable")
 
 
+async def settled(settle: Settle | None, letters: list[tuple[RawMessage, Emit]]) -> list[Emit]:
+    """``letters`` as ``settle`` makes them; unrecorded when it cannot reach its store."""
+    if settle is None:
+        return [letter for _, letter in letters]
+    try:
+        return await settle(letters)
+    except TRANSIENT as exc:
+        log.warning("%d dead letters not recorded (a redelivery may decide them): %s", len(letters), exc)
+        return [letter for _, letter in letters]
+
+
 async def run_batches(app: faust.App, stream: faust.StreamT, handle: Handle, settings: Settings, stage: str,
-                      metrics=None) -> None:
+                      metrics=None, settle: Settle | None = None) -> None:
     """The body of every agent: batches of raw messages through ``handle``, outputs emitted."""
     async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-        await emit_all(app, await guarded(handle, [raw_message(e) for e in events], settings, stage, metrics))
+        await emit_all(app, await guarded(handle, [raw_message(e) for e in events], settings, stage, metrics,
+                                          settle))

@@ -32,7 +32,8 @@ def register_fraud_agents(topology: Topology, settings: Settings, runtime: Runti
     @app.agent(topology.transactions, name="score-transactions")
     async def score_transactions(stream: faust.StreamT) -> None:
         await run_batches(app, stream, emitting(lambda batch: runtime.processor.transactions.on_transactions(batch)),
-                          settings, "batch", runtime.metrics)
+                          settings, "batch", runtime.metrics,
+                          lambda letters: runtime.processor.transactions.settle(letters))
 
     @app.agent(topology.fraud_labels, name="learn-labels")
     async def learn_labels(stream: faust.StreamT) -> None:

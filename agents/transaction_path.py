@@ -5,7 +5,9 @@ Outcome per input message, exactly one of:
   offset after a crash: same bytes, so consumers see one effective decision);
 - a dead letter (invalid bytes, a duplicate event_id from another offset, the same event_id with
   another payload -- a ``conflict``, never answered with the stored decision --, a failure inside
-  feature or model code for that one event).
+  feature or model code for that one event). A ``score`` dead letter is stored under its input
+  offset in the batch's commit, and a redelivery of that offset gets it again (``settle`` does the
+  same for the dead letters of agents.batching's isolation).
 
 Every decided event also goes to the learner unlabelled (the anomaly model learns all of them);
 a label that was parked before its transaction was decided is learned once the decision is
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -39,13 +42,13 @@ from agents.fraud_outcome import FraudOutcome
 from agents.intake import Intake
 from agents.journal import DegradedJournal
 from agents.label_path import LabelPath
-from agents.messages import API_SOURCE, Emit, RawMessage, Transient, refuse
+from agents.messages import API_SOURCE, Emit, RawMessage, Refused, Transient, refuse
 from agents.metrics import Metrics
 from agents.stores.fraud import CommitResult, FraudStore, LoadedState, WriteBatch
 from online_models.engine import MODEL_NAME, FraudEngine
 from schemas.errors import InvalidEvent
 from schemas.internal_records import LabelledExample, Snapshot, StoredDecision, UnlabelledExample, event_digest
-from schemas.records import Transaction
+from schemas.records import DeadLetter, Transaction
 from schemas.settings import Settings
 from schemas.validation import TRANSACTIONS
 from streams.fraud_features import apply_merchant_update
@@ -168,7 +171,8 @@ class TransactionPath:
                 await self._reconcile()
                 loaded = await self.store.load((tx.user_id for _, tx in valid),
                                                (tx.merchant_id for _, tx in valid),
-                                               (tx.event_id for _, tx in valid))
+                                               (tx.event_id for _, tx in valid),
+                                               (m.source for m, _ in valid if not m.via_api))
             except RedisError as exc:
                 self._redis_failed("load", exc)
                 return self._decide_degraded(valid, started), False
@@ -212,6 +216,26 @@ class TransactionPath:
                      len(result.taken), len(result.stale))
         raise Transient("decision commit kept conflicting; giving up on this batch")
 
+    async def settle(self, letters: Sequence[tuple[RawMessage, Emit]]) -> list[Emit]:
+        """The one outcome of messages the isolation (agents.batching) made dead letters: the
+        decision, when it was committed before the batch failed; else the dead letter, recorded by
+        input offset so that a redelivery gets the same one (the first recorded stands)."""
+        valid, _ = self.intake.split(TRANSACTIONS, [msg for msg, _ in letters])
+        stored = await self.store.decisions([tx.event_id for _, tx in valid])
+        decided = {msg.source: stored[tx.event_id] for msg, tx in valid}
+        out = []
+        for msg, letter in letters:
+            record = decided.get(msg.source)
+            if record is not None and record.source == msg.source:
+                out.append(Emit(self.settings.topics.fraud_decisions, record.decision.event_id.encode(),
+                                record.decision.to_json()))
+            elif msg.via_api:
+                out.append(letter)
+            else:
+                out.append(dataclasses.replace(letter, value=await self.store.settle_dead_letter(msg.source,
+                                                                                                  letter.value)))
+        return out
+
     async def _reconcile(self) -> None:
         """Hand the decisions journaled while Redis was away to Redis (first call after it is back)."""
         if not self.journal.entries:
@@ -250,6 +274,10 @@ class TransactionPath:
         touched_users: set[str] = set()
         unlabelled: list[UnlabelledExample] = []  # every decided event, for the anomaly model
         for msg, tx in valid:
+            letter = loaded.letters.get(msg.source)
+            if letter is not None:  # this offset became a dead letter before: the same one again
+                outcome.refused.append(Refused(msg, DeadLetter.from_dict(json.loads(letter))))
+                continue
             digest = event_digest(tx)
             stored = loaded.decisions.get(tx.event_id)
             answered = self._answered(msg, tx, digest, stored, decided_here.get(tx.event_id), outcome, plan.decided)
@@ -262,7 +290,10 @@ class TransactionPath:
                                            decided_at=self.clock())
             except Exception as exc:  # noqa: BLE001 - one bad event must not ack-and-lose the batch
                 log.exception("scoring failed for event %s at %s", tx.event_id, msg.source)
-                outcome.refused.append(refuse(self.settings, msg, "score", exc, self.clock()))
+                refused = refuse(self.settings, msg, "score", exc, self.clock())
+                outcome.refused.append(refused)
+                if not msg.via_api:  # its redelivery gets this dead letter, not a decision by a newer model
+                    self.store.record_dead_letter(batch, msg.source, refused.letter.to_json())
                 continue
             decision = dataclasses.replace(scored.decision, latency_ms=(self.clock() - started) * 1000.0)
             users[tx.user_id] = scored.user_state

@@ -131,6 +131,7 @@ class LoadedState:
     decisions: dict[str, StoredDecision | None]
     early_labels: dict[str, bool]  # event_id -> is_fraud, of labels parked before the decision (or taken by it)
     user_versions: dict[str, str] = field(default_factory=dict)  # user -> SHA-1 of the blob read ("" none)
+    letters: dict[str, bytes] = field(default_factory=dict)  # input offset -> the dead letter it became
 
 
 @dataclass
@@ -201,17 +202,21 @@ class FraudStore:
         self._once = redis.register_script(_APPLY_ONCE)
 
     async def load(self, user_ids: Iterable[str], merchant_ids: Iterable[str],
-                   event_ids: Iterable[str]) -> LoadedState:
+                   event_ids: Iterable[str], sources: Iterable[str] = ()) -> LoadedState:
+        """State for a batch, and the dead letters recorded for its input offsets (``sources``)."""
         users, merchants, events = list(dict.fromkeys(user_ids)), list(dict.fromkeys(merchant_ids)), list(
             dict.fromkeys(event_ids))
+        sources = list(sources)
         # MGET per key family: three commands instead of one per key (client-side packing and
         # parsing of thousands of GETs was a quarter of the batch's CPU).
         families = [[self.keys.user(u) for u in users], [self.keys.decision(e) for e in events],
-                    [self.keys.early_label(e) for e in events]]
+                    [self.keys.early_label(e) for e in events], [self.keys.dead_letter(s) for s in sources]]
+        if not sources:
+            families.pop()  # MGET of no keys is an error
         hashes = [self.keys.merchant(m) for m in merchants]
         if isinstance(self.redis, RedisCluster):
             # A cluster pipeline refuses MGET; each family is one slot, so each MGET is one command.
-            user_raw, decision_raw, label_raw, merchant_raw = await asyncio.gather(
+            *replies, merchant_raw = await asyncio.gather(
                 *(self.redis.mget(keys) for keys in families), self._hgetall(hashes))
         else:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -220,7 +225,8 @@ class FraudStore:
                 for key in hashes:
                     pipe.hgetall(key)
                 replies = await pipe.execute()
-            (user_raw, decision_raw, label_raw), merchant_raw = replies[:3], replies[3:]
+            replies, merchant_raw = replies[:len(families)], replies[len(families):]
+        user_raw, decision_raw, label_raw, letter_raw = [*replies, []][:4]
         return LoadedState(
             users={u: UserState.from_bytes(r) if r else None for u, r in zip(users, user_raw, strict=True)},
             merchants={m: {k.decode(): float(v) for k, v in h.items()}
@@ -230,6 +236,7 @@ class FraudStore:
             early_labels={e: ParkedLabel.from_bytes(r).is_fraud for e, r in zip(events, label_raw, strict=True)
                           if r is not None},
             user_versions={u: hashlib.sha1(r).hexdigest() if r else "" for u, r in zip(users, user_raw, strict=True)},
+            letters={s: r for s, r in zip(sources, letter_raw, strict=True) if r is not None},
         )
 
     async def _hgetall(self, keys: Sequence[str]) -> list[dict]:
@@ -251,6 +258,18 @@ class FraudStore:
                                str(s.snapshot_ttl_s)])
         batch.commands.append(["ZADD", self.keys.pending_labels(), repr(float(snapshot.ts)), event_id])
         batch.late.append([event_id, self.keys.early_label(event_id), self.keys.label_consumed(event_id)])
+
+    def record_dead_letter(self, batch: WriteBatch, source: str, letter: bytes) -> None:
+        """Keep the dead letter ``source`` (an input offset) became, in the batch's commit."""
+        batch.commands.append(["SET", self.keys.dead_letter(source), letter.decode(), "EX",
+                               str(self.settings.decision_ttl_s)])
+
+    async def settle_dead_letter(self, source: str, letter: bytes) -> bytes:
+        """Record the dead letter ``source`` became outside a commit; the one recorded first stands
+        (returned)."""
+        earlier = await self.redis.set(self.keys.dead_letter(source), letter, nx=True, get=True,
+                                       ex=self.settings.decision_ttl_s)
+        return earlier or letter
 
     def fence(self, batch: WriteBatch, topic: str, partition: int, generation: int) -> None:
         """Write only if this worker still owns ``partition`` of ``topic`` as of ``generation``."""

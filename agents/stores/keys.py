@@ -91,6 +91,10 @@ class RedisKeys:
         """Which label input offset took the snapshot (a redelivery of that label takes it again)."""
         return f"{self.fraud}:lc:{event_id}"
 
+    def dead_letter(self, source: str) -> str:
+        """The dead letter an input offset became (its redelivery becomes the same one, not a decision)."""
+        return f"{self.fraud}:x:{source}"
+
     def label_counted(self, event_id: str, observed: bool) -> str:
         """Set once a label's effect on its merchant's counters is applied (a copy of the label is not)."""
         return f"{self.fraud}:lm:{'o' if observed else 'h'}:{event_id}"

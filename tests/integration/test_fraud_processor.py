@@ -12,12 +12,13 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from agents.batching import guarded
 from agents.clients import redis_client
 from agents.dev.embedded import free_port
 from agents.fraud_outcome import FraudOutcome
 from agents.fraud_processor import FraudProcessor
 from agents.learner import Learner
-from agents.messages import RawMessage
+from agents.messages import RawMessage, Transient
 from agents.metrics import Metrics
 from agents.stores.fraud import FraudStore
 from agents.stores.keys import RedisKeys
@@ -133,6 +134,49 @@ async def test_a_commit_whose_reply_is_lost_is_read_back_not_decided_again_degra
     again = await processor.transactions.on_transactions([msg(tx_bytes(i), i) for i in range(3)])
     assert decisions_sent(again, processor.settings) == decisions_sent(first, processor.settings)
     assert processor.transactions.stats.redelivered == 3 and processor.transactions.stats.degraded == 0
+
+
+def letters_sent(outcome: FraudOutcome, settings: Settings) -> list[bytes]:
+    return [e.value for e in outcome.to_emits(settings, Metrics()) if e.topic == settings.topics.dead_letters]
+
+
+async def test_a_dead_letter_redelivered_is_the_same_dead_letter_not_a_decision(processor) -> None:
+    path, engine = processor.transactions, processor.transactions.engine
+    score = engine.score
+
+    def fails_once_for_e1(tx, *args, **kwargs):
+        if tx.event_id == "e1":
+            raise ValueError("model hiccup")
+        return score(tx, *args, **kwargs)
+
+    engine.score = fails_once_for_e1
+    first = await path.on_transactions([msg(tx_bytes(i), i) for i in range(3)])
+    engine.score = score  # the redelivery would be decided now
+    again = await path.on_transactions([msg(tx_bytes(i), i) for i in range(3)])
+    assert stages(first) == stages(again) == [(1, "score")] and event_ids(again) == ["e0", "e2"]
+    assert letters_sent(again, processor.settings) == letters_sent(first, processor.settings)
+
+
+async def test_the_isolation_settles_a_message_on_its_committed_decision_or_a_recorded_dead_letter(processor) -> None:
+    path, settings = processor.transactions, processor.settings
+
+    async def fails_after_its_commit(batch):
+        await path.on_transactions(batch)
+        raise ValueError("after the commit")
+
+    (decided,) = await guarded(fails_after_its_commit, [msg(tx_bytes(1), 1)], settings, "batch",
+                               settle=path.settle)
+    assert decided.topic == settings.topics.fraud_decisions  # its one outcome, not a dead letter
+    redelivered = await path.on_transactions([msg(tx_bytes(1), 1)])
+    assert decisions_sent(redelivered, settings) == [decided.value] and redelivered.refused == []
+
+    async def keeps_conflicting(batch):
+        raise Transient("decision commit kept conflicting")
+
+    (letter,) = await guarded(keeps_conflicting, [msg(tx_bytes(2), 2)], settings, "batch", settle=path.settle)
+    assert letter.topic == settings.topics.dead_letters
+    again = await path.on_transactions([msg(tx_bytes(2), 2)])
+    assert again.decisions == [] and letters_sent(again, settings) == [letter.value]
 
 
 async def test_malformed_input_is_dead_lettered_and_the_rest_decided(processor) -> None:
