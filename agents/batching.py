@@ -131,14 +131,19 @@ async def guarded(handle: Handle, messages: list[RawMessage], settings: Settings
 
 
 async def settled(settle: Settle | None, letters: list[tuple[RawMessage, Emit]]) -> list[Emit]:
-    """``letters`` as ``settle`` makes them; unrecorded when it cannot reach its store."""
+    """``letters`` as ``settle`` makes them, one at a time (a failure path: a round trip each is
+    cheap here); a letter it cannot settle goes out as it is."""
     if settle is None:
         return [letter for _, letter in letters]
-    try:
-        return await settle(letters)
-    except TRANSIENT as exc:
-        log.warning("%d dead letters not recorded (a redelivery may decide them): %s", len(letters), exc)
-        return [letter for _, letter in letters]
+    out = []
+    for msg, letter in letters:
+        try:
+            out.extend(await settle([(msg, letter)]))
+        except Exception as exc:  # noqa: BLE001 - still the isolation boundary: the letter must go out
+            log.warning("dead letter of %s not recorded (a redelivery may decide it): %s: %s", msg.source,
+                        type(exc).__name__, exc)
+            out.append(letter)
+    return out
 
 
 async def run_batches(app: faust.App, stream: faust.StreamT, handle: Handle, settings: Settings, stage: str,

@@ -34,9 +34,10 @@ def test_arbitrary_exceptions_anywhere_lose_no_transaction(settings: Settings, t
     report = verify(ledger, decisions, dead)
     print(f"valid {len(ledger.valid)}, dead-lettered {len(report.dead_lettered)}; {report}")
     assert report.missing == [] and report.two_outcomes == [] and report.effective_duplicates == [], report
-    # Not asserted here: a user's decisions in production order. When a batch raises after its
-    # commit, its retry can decide an event whose scoring failed in the first attempt after a
-    # later event of the same user that the first attempt committed.
+    # A user's decisions in production order, also when a batch raises after its commit: an event
+    # whose scoring failed in the first attempt keeps its (stored) dead letter in the retry instead
+    # of being decided after a later event of its user that the first attempt committed.
+    assert report.order_violations == 0, report
     injected = [d for d in dead if "injected at" in d["error"]]
     # The faults did fire, of many types, at several stages, and were isolated to few events: a
     # message failing at decode every time is a dead letter of the batch it came in (bisected).

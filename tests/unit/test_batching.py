@@ -48,6 +48,19 @@ async def test_any_exception_is_isolated_to_the_message_that_raises_it(kind) -> 
     assert letters == {3: ("batch", kind.__name__), 11: ("batch", kind.__name__)}
 
 
+async def test_dead_letters_are_settled_one_by_one_and_one_that_cannot_be_goes_out_as_it_is() -> None:
+    handle, _ = handler(lambda batch: KeyError("bad") if any(m.offset in (1, 2) for m in batch) else None)
+
+    async def settle(letters):  # offset 1 was decided before it failed; settling offset 2 itself fails
+        (msg, letter), = letters
+        if msg.offset == 2:
+            raise ZeroDivisionError("while settling")
+        return [Emit("out", None, b"decided m1")]
+
+    decided, letters = outcome(await batching.guarded(handle, messages(4), SETTINGS, "batch", settle=settle))
+    assert decided == [b"m0", b"decided m1", b"m3"] and letters == {2: ("batch", "KeyError")}
+
+
 async def test_messages_that_fail_only_together_are_each_decided_once_apart() -> None:
     # 2 and 9 cannot be handled in one batch (think: two writers of one key); either alone is fine.
     handle, calls = handler(lambda batch: ValueError("together") if {2, 9} <= {m.offset for m in batch} else None)
