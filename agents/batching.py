@@ -32,6 +32,7 @@ from typing import NoReturn
 import faust
 from redis.exceptions import RedisError
 
+from agents import produce
 from agents.messages import Emit, RawMessage, Transient, dead_letter
 from schemas.settings import Settings
 
@@ -55,25 +56,28 @@ def raw_message(event: faust.EventT) -> RawMessage:
 
 
 async def send_all(app: faust.App, emits: Sequence[Emit]) -> Awaitable[list]:
-    """Hand every output to the producer, in order; the result resolves once the broker has them all."""
-    pending = [await app.producer.send(e.topic, e.key, e.value, None, None, None) for e in emits]
-    return asyncio.gather(*pending)
+    """Hand every output to the producer, in order per partition; the result resolves once the
+    broker has them all."""
+    return asyncio.gather(*[future async for _, future in produce.hand_over(app, emits)])
 
 
 async def unacknowledged(app: faust.App, emits: Sequence[Emit]) -> tuple[list[Emit], BaseException | None]:
-    """Send ``emits``; those the broker did not acknowledge (in order), and the last error."""
-    pending, error = [], None
+    """Send ``emits`` in bulk (agents.produce); those the broker did not acknowledge (in order),
+    and the last error."""
+    handed, error = [], None
     try:
-        for e in emits:
-            pending.append(await app.producer.send(e.topic, e.key, e.value, None, None, None))
-    except Exception as exc:  # noqa: BLE001 - not handed over: this one and every later one are unsent
+        async for part in produce.hand_over(app, emits):
+            handed.append(part)
+    except Exception as exc:  # noqa: BLE001 - whatever was not handed over is unsent
         error = exc
-    results = await asyncio.gather(*pending, return_exceptions=True)
-    failed = [r for r in results if isinstance(r, BaseException)]
-    # results cover the emits handed over (the first len(pending)); the rest were never sent
-    unsent = [e for e, r in zip(emits, results, strict=False) if isinstance(r, BaseException)]
-    unsent += emits[len(pending):]
-    return unsent, error or (failed[-1] if failed else None)
+    results = await asyncio.gather(*(future for _, future in handed), return_exceptions=True)
+    acknowledged: set[int] = set()
+    for (positions, _), result in zip(handed, results, strict=True):
+        if isinstance(result, BaseException):
+            error = error or result
+        else:
+            acknowledged.update(positions)
+    return [e for i, e in enumerate(emits) if i not in acknowledged], error
 
 
 def exit_unsent(error: BaseException | None) -> NoReturn:

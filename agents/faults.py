@@ -20,6 +20,8 @@ import os
 import random
 import signal
 
+from agents import produce
+
 log = logging.getLogger(__name__)
 
 ENV = "SS_TEST_FAULTS"
@@ -95,7 +97,7 @@ class Faults:
                 (reco.engine, "learn", "reco"), (reco.store, "claim_interactions", "reco"),
                 (reco.store, "record_lists", "reco"), (reco.engine, "recommend", "reco"),
                 (fraud.store, "expired_pending", "timer"),
-                (runtime.app.producer, "send", "produce")):
+                (produce, "send_batch", "produce")):
             self.wrap(owner, method, stage)
 
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import pytest
+from faust.types import TP
 
 from agents import batching
 from agents.messages import Emit, RawMessage, Transient
@@ -85,21 +86,62 @@ async def test_a_failure_that_never_clears_dead_letters_every_message_with_its_s
     assert decided == [] and letters == {i: ("label_join", "ConnectionError") for i in range(5)}
 
 
-class Producer:
-    """Takes a send when ``accept(attempt, value)`` says so; the broker's answer is a future."""
+class Batch:
+    """aiokafka's BatchBuilder as agents.produce uses it: full after ``room`` records."""
 
-    def __init__(self, accept) -> None:
-        self.accept, self.sent, self.attempts = accept, [], {}
+    def __init__(self, room: int) -> None:
+        self.room, self.records, self.closed = room, [], False
 
-    async def send(self, topic, key, value, *_):
-        self.attempts[value] = self.attempts.get(value, 0) + 1
+    def append(self, *, key, value, timestamp):
+        if self.closed or len(self.records) == self.room:
+            self.closed = True
+            return None
+        self.records.append(value)
+        return object()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Kafka:
+    """The aiokafka producer underneath Faust's: takes a batch when ``accept(attempt, batch's values)``
+    says so (attempts counted per value); the broker's answer is one future per batch."""
+
+    def __init__(self, accept, room: int) -> None:
+        self.accept, self.room, self.sent, self.attempts, self.batches = accept, room, [], {}, []
+
+    async def partitions_for(self, topic):
+        return {0, 1, 2, 3}
+
+    def create_batch(self) -> Batch:
+        return Batch(self.room)
+
+    async def send_batch(self, batch, topic, *, partition):
+        assert batch.closed
+        self.batches.append((topic, partition, list(batch.records)))
+        attempt = max(self.attempts.setdefault(v, 0) + 1 for v in batch.records)
+        for v in batch.records:
+            self.attempts[v] += 1
         future = asyncio.get_running_loop().create_future()
-        if self.accept(self.attempts[value], value):
-            self.sent.append(value)
+        if self.accept(attempt, batch.records):
+            self.sent.extend(batch.records)
             future.set_result(None)
         else:
             future.set_exception(ConnectionError("broker away"))
         return future
+
+
+class Producer:
+    """Faust's producer: partitions by the key's first byte; the aiokafka one underneath."""
+
+    def __init__(self, accept, room: int = 100) -> None:
+        self.kafka = Kafka(accept, room)
+
+    def key_partition(self, topic, key):
+        return TP(topic, key[0] % 4)
+
+    def _ensure_producer(self) -> Kafka:
+        return self.kafka
 
 
 class App:
@@ -117,16 +159,36 @@ def stop(error):
 
 async def test_outputs_the_broker_did_not_take_are_sent_again_and_only_those(monkeypatch) -> None:
     monkeypatch.setattr(batching.asyncio, "sleep", lambda s: pause(0))
-    producer = Producer(lambda attempt, value: value != b"b" or attempt == 3)
-    await batching.emit_all(App(producer), [Emit("t", None, v) for v in (b"a", b"b", b"c")], stop=stop)
-    assert producer.sent == [b"a", b"c", b"b"] and producer.attempts[b"b"] == 3
+    # a, b and c go to partitions 1, 2 and 3 (their keys): b's batch fails twice
+    producer = Producer(lambda attempt, values: values != [b"b"] or attempt == 3)
+    await batching.emit_all(App(producer), [Emit("t", v, v) for v in (b"a", b"b", b"c")], stop=stop)
+    assert producer.kafka.sent == [b"a", b"c", b"b"] and producer.kafka.attempts == {b"a": 1, b"b": 3, b"c": 1}
 
 
 async def test_outputs_the_broker_never_takes_stop_the_worker_before_the_batch_is_acked(monkeypatch) -> None:
     waits = []
     monkeypatch.setattr(batching.asyncio, "sleep", lambda s: waits.append(s) or pause(0))
-    producer = Producer(lambda attempt, value: False)
+    producer = Producer(lambda attempt, values: False)
     with pytest.raises(Stopped):
-        await batching.emit_all(App(producer), [Emit("t", None, b"a")], stop=stop)
-    assert producer.attempts[b"a"] == batching.PRODUCE_ATTEMPTS and producer.sent == []
+        await batching.emit_all(App(producer), [Emit("t", b"a", b"a")], stop=stop)
+    assert producer.kafka.attempts[b"a"] == batching.PRODUCE_ATTEMPTS and producer.kafka.sent == []
     assert waits == sorted(waits) and len(waits) == batching.PRODUCE_ATTEMPTS - 1  # backing off
+
+
+async def test_outputs_go_in_one_batch_per_partition_in_order_split_only_when_a_batch_is_full() -> None:
+    producer = Producer(lambda attempt, values: True, room=3)
+    emits = [Emit("t", bytes([k]), bytes([k, i])) for i, k in enumerate([1, 2, 1, 1, 5, 1, 2, 1])]
+    await batching.emit_all(App(producer), emits, stop=stop)
+    # partition 1 (keys 1 and 5): 6 records in order, in batches of at most 3; partition 2: one batch
+    assert producer.kafka.batches == [("t", 1, [b"\x01\x00", b"\x01\x02", b"\x01\x03"]),
+                                      ("t", 1, [b"\x05\x04", b"\x01\x05", b"\x01\x07"]),
+                                      ("t", 2, [b"\x02\x01", b"\x02\x06"])]
+
+
+async def test_a_batch_the_broker_refuses_is_sent_again_alone(monkeypatch) -> None:
+    monkeypatch.setattr(batching.asyncio, "sleep", lambda s: pause(0))
+    producer = Producer(lambda attempt, values: b"\x02\x01" not in values or attempt == 2, room=2)
+    emits = [Emit("t", bytes([k]), bytes([k, i])) for i, k in enumerate([1, 2, 2, 2, 1])]
+    await batching.emit_all(App(producer), emits, stop=stop)
+    assert producer.kafka.batches[-1] == ("t", 2, [b"\x02\x01", b"\x02\x02"])  # only the refused batch again
+    assert sorted(producer.kafka.sent) == sorted(e.value for e in emits) and len(producer.kafka.batches) == 4
