@@ -10,7 +10,10 @@ ranked list, so writes stay plain increments.
 
 One sender's influence is bounded twice. A user adds to an item's popularity once: their first
 interaction with it, at most ``USER_ITEM_CAP`` (a purchase's weight); repeating it adds nothing
-(``trending_weight``), so a flood of one user moves an item by at most the cap. And a bucket
+(``trending_weight``), so a flood of one user moves an item by at most the cap. The worker knows
+"first" from the user's seen items in Redis, kept ``state_ttl_s`` (30 days) after the user's last
+interaction: a user idle that long adds again, when the 6-hour half-life has long decayed their
+first addition. And a bucket
 that starts after the reader's clock is not merged: an interaction dated 9999-12-31 cannot make
 its item lead everyone's list (the workers also keep their clock within ``max_future_s`` of the
 wall clock, see ``reader_clock``).
