@@ -1,4 +1,4 @@
-"""The `streamsense` command: dev, worker, simulate, produce, tail, evaluate, models, api-key, bench.
+"""The `streamsense` command: dev, worker, simulate, produce, tail, evaluate, models, experiments, api-key, bench.
 
 Each command imports its module when it runs: the worker image carries no development stack
 (agents.dev) or benchmarks (agents.bench), and a development install without the ``dev`` extra
@@ -93,6 +93,25 @@ def cmd_models(args: argparse.Namespace) -> int:
         asyncio.run(models_command.move(settings, to=args.version))
     else:
         asyncio.run(models_command.move(settings, rollback=True))
+    return 0
+
+
+def cmd_experiments(args: argparse.Namespace) -> int:
+    from agents.commands import experiments
+    from online_models.experiments import Guardrails
+
+    settings = _settings(keys=True)
+    if args.action == "list":
+        asyncio.run(experiments.list_experiments(settings))
+    elif args.action == "show":
+        asyncio.run(experiments.show(settings, args.experiment, args.model))
+    else:
+        guardrails = Guardrails(max_flag_increase=args.max_flag_increase, max_cost_increase=args.max_cost_increase,
+                                min_decisions=args.min_decisions, min_labels=args.min_labels,
+                                ramp_after=args.ramp_after)
+        asyncio.run(experiments.change(settings, args.action, model=args.model, treatment=args.treatment,
+                                       share=args.share, guardrails=guardrails, experiment_id=args.experiment,
+                                       to=args.to, reason=args.reason))
     return 0
 
 
@@ -193,6 +212,27 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("action", choices=["list", "promote", "rollback"])
     models.add_argument("version", type=int, nargs="?", help="checkpoint version to promote")
     models.set_defaults(func=cmd_models)
+
+    exp = sub.add_parser("experiments", help="canary / A/B experiments: start, ramp, stop, list, show")
+    exp.add_argument("action", choices=["start", "ramp", "stop", "list", "show"])
+    exp.add_argument("--model", choices=["fraud", "reco"], default=None)
+    exp.add_argument("--treatment", default=None, help="fraud: a checkpoint VERSION or 'challenger'; "
+                     "reco: popular, personal or explore:SHARE")
+    exp.add_argument("--share", type=float, default=5.0, help="start: percent of users in the treatment")
+    exp.add_argument("--to", type=float, default=None,
+                     help="ramp: the new share (default: the next of 5, 25, 50, 100)")
+    exp.add_argument("--experiment", default=None,
+                     help="ramp, stop, show: the experiment id (default: the running one)")
+    exp.add_argument("--reason", default="", help="stop: why, published with the event")
+    exp.add_argument("--max-flag-increase", type=float, default=0.05,
+                     help="guardrail: review+decline rate above control's (reco: hit rate below)")
+    exp.add_argument("--max-cost-increase", type=float, default=5.0,
+                     help="guardrail: cost per labelled event above control's")
+    exp.add_argument("--min-decisions", type=int, default=200, help="decisions per arm before the rate guardrail")
+    exp.add_argument("--min-labels", type=int, default=50, help="labels per arm before the cost guardrail")
+    exp.add_argument("--ramp-after", type=int, default=0,
+                     help="ramp automatically after this many labelled events per share (0: by command)")
+    exp.set_defaults(func=cmd_experiments)
 
     api_key = sub.add_parser("api-key", help="make an HTTP API key: the token, and the hashed entry for configuration")
     api_key.add_argument("--client", required=True, help="the caller's name (in logs and rate limits)")

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from agents.experiment_arms import ExperimentArms
 from agents.fraud_outcome import FraudOutcome
 from agents.intake import Intake
 from agents.messages import RawMessage, refuse
@@ -59,8 +60,9 @@ class LabelStats:
 
 class LabelPath:
     def __init__(self, settings: Settings, engine: FraudEngine, store: FraudStore, metrics: Metrics,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, arms: ExperimentArms | None = None) -> None:
         self.settings = settings
+        self.arms = arms or ExperimentArms(settings)  # labels of decisions made in an experiment count per arm
         self.engine = engine
         self.store = store
         self.metrics = metrics
@@ -106,6 +108,7 @@ class LabelPath:
             if example.observed:
                 delay = (label_ts or {}).get(example.event_id, snapshot.ts) - snapshot.ts
                 self.metrics.labelled(MODEL_NAME, example.is_fraud, snapshot.score, delay)
+                self.arms.labelled(snapshot, example.is_fraud)
                 self.stats.labels_learned += 1
         await self.store.apply_merchant_updates(updates)
         return list(examples)

@@ -1,4 +1,5 @@
-"""The worker's model timers: publish the learner's checkpoint, follow the registry's pointer.
+"""The worker's model timers: publish the learner's checkpoint, follow the registry's pointer and
+the experiments (agents.experiment_arms).
 
 Apart from agents.lifecycle so that the runtime, which owns the lifecycle, and these timers, which
 need the runtime, import one way only.
@@ -23,3 +24,5 @@ def register_lifecycle(topology: Topology, runtime: Runtime) -> None:
     @resilient_timer(app, FOLLOW_INTERVAL_S, "reading the model registry (the current model is served)")
     async def follow_model() -> None:
         await runtime.lifecycle.follow()
+        await runtime.arms.flush()
+        await runtime.arms.follow(runtime.engine)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from agents.experiment_arms import ExperimentArms
 from agents.intake import Intake
 from agents.messages import Emit, RawMessage, dead_letter
 from agents.metrics import Metrics
@@ -49,9 +50,11 @@ class RecoStats:
 
 class RecoProcessor:
     def __init__(self, settings: Settings, engine: RecoEngine, store: RecoStore,
-                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None,
+                 arms: ExperimentArms | None = None) -> None:
         self.settings = settings
         self.engine = engine
+        self.arms = arms or ExperimentArms(settings)  # which strategy answers a user in an experiment
         self.store = store
         self.clock = clock
         self.metrics = metrics or Metrics()
@@ -62,10 +65,10 @@ class RecoProcessor:
 
     @classmethod
     def on_redis(cls, redis: Redis, settings: Settings, engine: RecoEngine | None = None,
-                 metrics: Metrics | None = None) -> RecoProcessor:
+                 metrics: Metrics | None = None, arms: ExperimentArms | None = None) -> RecoProcessor:
         """The processor over ``redis`` with the settings' key layout; a fresh engine unless given."""
         return cls(settings, engine or RecoEngine.from_settings(settings),
-                   RecoStore(redis, RedisKeys.from_settings(settings), settings), metrics=metrics)
+                   RecoStore(redis, RedisKeys.from_settings(settings), settings), metrics=metrics, arms=arms)
 
     def _decode(self, messages, shape, emits: list[Emit]) -> list:
         valid, refused = self.intake.split(shape, messages)
@@ -182,8 +185,11 @@ class RecoProcessor:
             return {}
 
     def _answer(self, request: RecoRequest, seen: set[str], started: float, source: str) -> Recommendation:
-        rec = self.engine.recommend(request, seen, self.trending, generated_at=self.clock())
-        rec = dataclasses.replace(rec, latency_ms=(self.clock() - started) * 1000.0)
+        engine, experiment, arm = self.arms.reco(self.engine, request.user_id)
+        rec = engine.recommend(request, seen, self.trending, generated_at=self.clock())
+        rec = dataclasses.replace(rec, latency_ms=(self.clock() - started) * 1000.0, arm=arm,
+                                  experiment=None if experiment is None else experiment.experiment_id)
+        self.arms.answered(rec)
         self.stats.requests += 1
         self.stats.by_strategy[rec.strategy] = self.stats.by_strategy.get(rec.strategy, 0) + 1
         self.metrics.recommendations.labels(rec.strategy).inc()

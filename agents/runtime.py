@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agents.clients import redis_client
+from agents.experiment_arms import ExperimentArms
 from agents.faults import Faults, stop_before_commit
 from agents.fraud_processor import FraudProcessor
 from agents.learner import LearnTopicReader, Learner
@@ -20,6 +21,7 @@ from agents.lifecycle import ModelLifecycle
 from agents.metrics import Metrics
 from agents.reco_processor import RecoProcessor
 from agents.stores.checkpoints import RedisCheckpoints
+from agents.stores.experiments import ExperimentStore
 from agents.stores.keys import RedisKeys
 from agents.stores.trust import Epoch, EvictionReport, eviction_policy
 from online_models.engine import FraudEngine
@@ -44,16 +46,19 @@ class Runtime(faust.Service):
         self.redis: Redis | None = None
         self.processor: FraudProcessor | None = None
         self.reco: RecoProcessor | None = None
+        self.arms: ExperimentArms | None = None
         self.epoch: Epoch | None = None
         self.eviction: EvictionReport | None = None
         self._claimed: tuple[int, tuple[int, ...]] | None = None  # (generation, partitions) last claimed
 
     async def on_start(self) -> None:
         self.redis = redis_client(self.settings)
-        self.processor = FraudProcessor.on_redis(self.redis, self.settings, self.engine, self.metrics)
-        self.reco = RecoProcessor.on_redis(self.redis, self.settings, self.reco_engine, self.metrics)
+        checkpoints = RedisCheckpoints.on_redis(self.redis, self.settings)
+        self.arms = ExperimentArms(self.settings, ExperimentStore.on_redis(self.redis, self.settings), checkpoints)
+        self.processor = FraudProcessor.on_redis(self.redis, self.settings, self.engine, self.metrics, self.arms)
+        self.reco = RecoProcessor.on_redis(self.redis, self.settings, self.reco_engine, self.metrics, self.arms)
         self.learner = Learner(self.settings, self.engine, self.metrics, LearnTopicReader(self.settings))
-        self.lifecycle = ModelLifecycle(self.engine, self.learner, RedisCheckpoints.on_redis(self.redis, self.settings))
+        self.lifecycle = ModelLifecycle(self.engine, self.learner, checkpoints)
         self.epoch = Epoch(self.redis, RedisKeys.from_settings(self.settings), self.settings.data_dir)
         # Test hooks before the first await: the agents may take a batch as soon as this yields.
         faults = Faults.from_env()  # None unless a reliability test asks for faults

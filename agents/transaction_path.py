@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from agents.breaker import CircuitBreaker
+from agents.experiment_arms import ExperimentArms
 from agents.fraud_outcome import FraudOutcome
 from agents.intake import Intake
 from agents.journal import DegradedJournal
@@ -98,9 +99,11 @@ class Plan:
 class TransactionPath:
     def __init__(self, settings: Settings, engine: FraudEngine, store: FraudStore, labels: LabelPath,
                  metrics: Metrics, clock: Callable[[], float] = time.time,
-                 breaker: CircuitBreaker | None = None, journal: DegradedJournal | None = None) -> None:
+                 breaker: CircuitBreaker | None = None, journal: DegradedJournal | None = None,
+                 arms: ExperimentArms | None = None) -> None:
         self.settings = settings
         self.engine = engine
+        self.arms = arms or ExperimentArms(settings)  # which engine decides a user in an experiment
         self.store = store
         self.labels = labels
         self.metrics = metrics
@@ -209,6 +212,7 @@ class TransactionPath:
                 plan.early.extend(await self.store.taken_labels(plan.again))
                 # Only once the decisions are committed: never learned twice.
                 plan.outcome.examples.extend(await self.labels.learn(plan.early))
+                self.arms.decided(record.decision for record in plan.records.values())
                 self._observe(plan.decided, started)
                 return plan.outcome, True
             # Another writer decided some of these event_ids, or changed some of these users: redo.
@@ -286,8 +290,8 @@ class TransactionPath:
             if answered:
                 continue
             try:
-                scored = self.engine.score(tx, users.get(tx.user_id), merchants.get(tx.merchant_id, {}),
-                                           decided_at=self.clock())
+                scored = self.arms.score(self.engine, tx, users.get(tx.user_id), merchants.get(tx.merchant_id, {}),
+                                         decided_at=self.clock())
             except Exception as exc:  # noqa: BLE001 - one bad event must not ack-and-lose the batch
                 log.exception("scoring failed for event %s at %s", tx.event_id, msg.source)
                 refused = refuse(self.settings, msg, "score", exc, self.clock())
@@ -356,7 +360,7 @@ class TransactionPath:
                               decided):
                 continue
             try:
-                scored = self.engine.score(tx, None, {}, decided_at=self.clock(), degraded=True)
+                scored = self.arms.score(self.engine, tx, None, {}, decided_at=self.clock(), degraded=True)
             except Exception as exc:  # noqa: BLE001 - see _plan
                 outcome.refused.append(refuse(self.settings, msg, "score", exc, self.clock()))
                 continue

@@ -11,6 +11,7 @@ from schemas.errors import NotFinite
 from schemas.records import (
     DeadLetter,
     DriftSignal,
+    ExperimentEvent,
     FraudDecision,
     FraudLabel,
     Interaction,
@@ -52,7 +53,8 @@ CONTRACTS = (
         reasons=(Reason("card_testing", "rule", 0.6), Reason("anomaly", "anomaly", 0.97),
                  Reason("user_count_1m", "feature", 1.84)),
         model="lr+hst+rules", model_version="1.5120.88016", degraded=False, late=False, latency_ms=3.2,
-        decided_at=1795514400.41, rules=RulesApplied("default-1", ("card_testing",), ())).to_dict()),
+        decided_at=1795514400.41, rules=RulesApplied("default-1", ("card_testing",), ()),
+        experiment="exp-fraud-5f3a9c", arm="control").to_dict()),
     Contract("interactions", "user_id", "interaction.schema.json", Interaction(
         event_id="int-000917", ts=1795514460.0, user_id="u-1842", item_id="item-0311", kind="rating",
         rating=4.0).to_dict()),
@@ -62,7 +64,7 @@ CONTRACTS = (
         request_id="req-5521", user_id="u-1842",
         items=(RecoItem("item-0102", 4.61), RecoItem("item-0057", 4.42), RecoItem("item-0764", 4.05)),
         strategy="personal", model="biased-mf", model_version="1.20931", latency_ms=0.8,
-        generated_at=1795514470.2).to_dict()),
+        generated_at=1795514470.2, propensity=0.95).to_dict()),
     Contract("drift-signals", "target/name", "drift_signal.schema.json", DriftSignal(
         signal_id="drift-score-3", target="score", name="lr+hst+rules", detector="ADWIN(delta=0.002)",
         statistic=0.081, threshold=0.002, severity="warning", action="alerted", model_version="1.20931.310562",
@@ -70,6 +72,10 @@ CONTRACTS = (
     Contract("model-events", "role", "model_event.schema.json", ModelEvent(
         event="rolled_back", role="fraud", version=41, model_version="1.5120.88016", previous_version=42,
         by="operator@ops-host", at=1795514500.0).to_dict()),
+    Contract("model-events", "role", "experiment_event.schema.json", ExperimentEvent(
+        event="experiment_rolled_back", role="fraud", experiment="exp-fraud-5f3a9c", treatment="43", share=0.0,
+        reason="guardrail: review+decline rate 0.214 vs control 0.061 (bound +0.05)", by="worker@node-2",
+        at=1795515100.0).to_dict()),
     Contract("dead-letters", "the original message key", "dead_letter.schema.json", DeadLetter.from_raw(
         b'{"event_id": "tx-1", "amount": NaN}', key=b"u-1842", source_topic="transactions", partition=2,
         offset=1187, stage="validate", error=NotFinite("not_finite", None, "NaN is not a valid number in a message"),

@@ -40,6 +40,7 @@ class Snapshot:
     ts: float  # event time of the transaction
     score: float  # the score it was decided with (for the rolling ROCAUC once labelled)
     assumed_legitimate: bool = False  # already learned as legitimate at the label horizon
+    arm: tuple[str, str] | None = None  # (experiment, arm) the decision was made in: labels are counted per arm
 
     def learned_as_legitimate(self) -> Snapshot:
         return dataclasses.replace(self, assumed_legitimate=True)
@@ -48,11 +49,15 @@ class Snapshot:
         doc = {"x": self.features, "m": self.merchant, "ts": self.ts, "p": self.score}
         if self.assumed_legitimate:
             doc["a"] = 1
+        if self.arm is not None:
+            doc["ab"] = list(self.arm)
         return doc
 
     @classmethod
     def from_doc(cls, doc: Mapping) -> Snapshot:
-        return cls(doc["x"], doc["m"], doc["ts"], doc.get("p", UNKNOWN_SCORE), bool(doc.get("a")))
+        arm = doc.get("ab")
+        return cls(doc["x"], doc["m"], doc["ts"], doc.get("p", UNKNOWN_SCORE), bool(doc.get("a")),
+                   None if arm is None else (str(arm[0]), str(arm[1])))
 
     def to_bytes(self) -> bytes:
         return internal_json.dumps(self.to_doc())

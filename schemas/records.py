@@ -45,6 +45,17 @@ def shallow_dict(record) -> dict:
     return {name: getattr(record, name) for name in _field_names(type(record))}
 
 
+EXPERIMENT_FIELDS = ("experiment", "arm")
+
+
+def without_none(doc: dict, optional: tuple[str, ...]) -> dict:
+    """``doc`` without the ``optional`` fields that are None (absent from the JSON, as the schemas say)."""
+    for name in optional:
+        if doc[name] is None:
+            del doc[name]
+    return doc
+
+
 class _Plain:
     """to_dict / to_json / from_dict for records made of plain fields."""
 
@@ -143,9 +154,11 @@ class FraudDecision(_Plain):
     latency_ms: float
     decided_at: float
     rules: RulesApplied | None = None  # absent in decisions made before rules were data
+    experiment: str | None = None  # the experiment the user was in when decided (absent: none running)
+    arm: str | None = None  # control or treatment (schemas: optional, absent when ``experiment`` is)
 
     def to_dict(self) -> dict:
-        doc = shallow_dict(self) | {"reasons": [shallow_dict(r) for r in self.reasons]}
+        doc = without_none(shallow_dict(self), EXPERIMENT_FIELDS) | {"reasons": [shallow_dict(r) for r in self.reasons]}
         if self.rules is None:
             del doc["rules"]
         else:
@@ -206,9 +219,16 @@ class Recommendation(_Plain):
     model_version: str
     latency_ms: float
     generated_at: float
+    experiment: str | None = None  # as on FraudDecision
+    arm: str | None = None
+    # The probability with which this list was chosen: its strategy's share (explore included) times
+    # the chance of these items under it (a uniform draw for explore, 1 for a ranking), for off-policy
+    # evaluation (online_models.off_policy).
+    propensity: float | None = None
 
     def to_dict(self) -> dict:
-        return shallow_dict(self) | {"items": [shallow_dict(i) for i in self.items]}
+        return without_none(shallow_dict(self), (*EXPERIMENT_FIELDS, "propensity")) | {
+            "items": [shallow_dict(i) for i in self.items]}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> Recommendation:
@@ -239,6 +259,23 @@ class ModelEvent(_Plain):
     previous_version: int | None
     by: str
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentEvent(_Plain):
+    """An experiment started, ramped, stopped or rolled back (on model-events, beside ModelEvent)."""
+
+    event: str  # one of EXPERIMENT_EVENTS
+    role: str  # the model: fraud or reco
+    experiment: str
+    treatment: str
+    share: float  # the treatment's percentage of users from now on (0 once stopped)
+    reason: str
+    by: str
+    at: float
+
+
+EXPERIMENT_EVENTS = ("experiment_started", "experiment_ramped", "experiment_stopped", "experiment_rolled_back")
 
 
 def _b64(raw: bytes) -> str:

@@ -10,8 +10,22 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from agents import clients
 from schemas.settings import Settings
+
+
+async def started_producer(settings: Settings, command: str, nothing: str = "changed"):
+    """A producer acknowledged by all replicas, connected before the command changes anything: an
+    unreachable Kafka ends ``command`` with one line and nothing changed."""
+    producer = clients.producer(settings, acks="all")
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        raise SystemExit(f"streamsense {command}: cannot reach Kafka ({exc}); nothing {nothing}") from None
+    return producer
 
 
 def default_key_field(settings: Settings, topic: str) -> str | None:

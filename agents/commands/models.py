@@ -16,6 +16,7 @@ import time
 from aiokafka.errors import KafkaError
 
 from agents import clients
+from agents.commands.io import started_producer
 from agents.stores.checkpoints import RedisCheckpoints
 from online_models.checkpoints import CheckpointRejected
 from schemas.records import ModelEvent
@@ -51,12 +52,7 @@ async def move(settings: Settings, *, to: int | None = None, rollback: bool = Fa
     Done whole or not at all: the producer connects before the pointer moves (an unreachable Kafka
     moves nothing), and if publishing the move on model-events fails the pointer goes back.
     """
-    producer = clients.producer(settings, acks="all")
-    try:
-        await producer.start()
-    except KafkaError as exc:
-        await producer.stop()
-        raise SystemExit(f"streamsense models: cannot reach Kafka ({exc}); nothing moved") from None
+    producer = await started_producer(settings, "models", nothing="moved")
     redis = clients.redis_client(settings)
     try:
         store = RedisCheckpoints.on_redis(redis, settings)

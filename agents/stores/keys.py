@@ -135,6 +135,19 @@ class RedisKeys:
         """The version every worker serves."""
         return f"{self.prefix}:{{c:{role}}}:latest"
 
+    # -- experiments (agents.stores.experiments) ---------------------------------------------
+    def experiments(self) -> str:
+        """Hash experiment id -> the experiment as stated (JSON); every worker follows it."""
+        return f"{self.prefix}:exp"
+
+    def experiment_counts(self, experiment_id: str) -> str:
+        """Hash ``arm:counter`` -> count: decisions, answers and outcomes per arm."""
+        return f"{self.prefix}:exp:{experiment_id}:n"
+
+    def experiment_scores(self, experiment_id: str, arm: str) -> str:
+        """List of ``score label`` of the arm's newest labelled decisions (ROCAUC and its interval)."""
+        return f"{self.prefix}:exp:{experiment_id}:auc:{arm}"
+
     # -- recommendations ----------------------------------------------------------------------
     def seen_items(self, user_id: str) -> str:
         """Set of items the user interacted with (excluded from their recommendations)."""

@@ -17,6 +17,7 @@ from schemas.records import (
     CHANNELS,
     DeadLetter,
     DriftSignal,
+    ExperimentEvent,
     FraudDecision,
     FraudLabel,
     Interaction,
@@ -40,10 +41,10 @@ from schemas.validation import (
 NOW = 1_795_514_400.0
 RULES = InputRules(max_bytes=65536, max_past_s=30 * 86400.0, max_future_s=3600.0)
 README = Path(__file__).resolve().parents[2] / "README.md"
-RECORDS = {"transactions": Transaction, "fraud-labels": FraudLabel, "fraud-decisions": FraudDecision,
-           "dead-letters": DeadLetter, "interactions": Interaction, "reco-requests": RecoRequest,
-           "recommendations": Recommendation, "drift-signals": DriftSignal,
-           "model-events": ModelEvent}
+RECORDS = {"transaction": Transaction, "fraud_label": FraudLabel, "fraud_decision": FraudDecision,
+           "dead_letter": DeadLetter, "interaction": Interaction, "reco_request": RecoRequest,
+           "recommendation": Recommendation, "drift_signal": DriftSignal,
+           "model_event": ModelEvent, "experiment_event": ExperimentEvent}
 
 
 def valid_tx(**changes) -> dict:
@@ -64,10 +65,10 @@ def check(schema_file: str, doc: dict) -> None:
     jsonschema.validate(doc, load_schema(schema_file), format_checker=jsonschema.FormatChecker())
 
 
-@pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.topic)
+@pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.schema_file)
 def test_each_example_matches_its_schema_and_round_trips(contract) -> None:
     check(contract.schema_file, contract.example)
-    record = RECORDS[contract.topic].from_dict(contract.example)
+    record = RECORDS[contract.schema_file.removesuffix(".schema.json")].from_dict(contract.example)
     assert json.loads(record.to_json()) == contract.example
 
 
