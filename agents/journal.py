@@ -7,8 +7,10 @@ is answered from the journal, byte for byte; when Redis answers again, every jou
 written as its event's stored decision (only where none is stored: a decision stored meanwhile
 wins) and the journal is emptied.
 
-The file survives the worker (kill -9 included; it is not fsynced per batch, so not a power cut).
-It is this worker's own: a partition that moves to another worker during an outage is not covered.
+The file survives the worker (kill -9 included) and the machine (a power cut): each batch's lines
+are fsynced before its decisions are emitted, and the rewritten file before it replaces the old.
+It is this worker's own: a partition that moves to another worker during an outage is not covered
+(RELIABILITY.md says the window).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class DegradedJournal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("ab") as fh:
             fh.write(_lines(records))
+            durable(fh)
         self.entries.update(records)
 
     def forget(self, event_ids: Iterable[str]) -> None:
@@ -62,8 +65,17 @@ class DegradedJournal:
             self.path.unlink(missing_ok=True)
             return
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(_lines(self.entries))
+        with tmp.open("wb") as fh:
+            fh.write(_lines(self.entries))
+            durable(fh)
         os.replace(tmp, self.path)
+
+
+def durable(fh) -> None:
+    """On the disk, not only in the page cache: a degraded decision already emitted must not be
+    forgotten by a power cut, or its redelivery is decided again, differently."""
+    fh.flush()
+    os.fsync(fh.fileno())
 
 
 def _lines(records: Mapping[str, StoredDecision]) -> bytes:

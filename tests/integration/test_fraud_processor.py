@@ -262,6 +262,39 @@ async def test_a_degraded_decision_is_journaled_answered_again_and_stored_once_r
     assert event_ids(fresh) == ["e3"] and not fresh.decisions[0].degraded
 
 
+async def test_a_partition_that_moves_during_an_outage_is_decided_again_and_the_conflict_is_counted(redis_url,
+                                                                                                   tmp_path) -> None:
+    """The documented window of the per-worker journal: the new owner of a partition has not the old
+    owner's journal, so an event the old owner decided degraded (its offset not yet committed) is
+    decided again; when Redis is back the first journal stored stands, the other is counted."""
+    app_id, port = f"ss-j-{uuid.uuid4().hex[:6]}", free_port()
+    clock = itertools.count(NOW, 0.125).__next__
+    workers = []
+    for name in ("old-owner", "new-owner"):
+        settings = Settings(redis_url=SecretStr(f"redis://127.0.0.1:{port}/0"), data_dir=str(tmp_path / name),
+                            app_id=app_id)
+        redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_connect_timeout=0.5)
+        workers.append((FraudProcessor(settings, FraudEngine.from_settings(settings),
+                                       FraudStore(redis, RedisKeys.from_settings(settings), settings), clock=clock),
+                        redis))
+    try:
+        old, new = [(await proc.transactions.on_transactions([msg(tx_bytes(1), 1)])).decisions[0]
+                    for proc, _ in workers]
+        assert old.degraded and new.degraded and old.to_json() != new.to_json()  # two decisions: the window
+        up = Redis.from_url(redis_url)
+        for proc, _ in workers:  # Redis is back: each hands its journal over
+            proc.store.redis = up
+            await proc.transactions._reconcile()
+        stored = await workers[0][0].store.decisions(["e1"])
+        await up.aclose()
+    finally:
+        for _, redis in workers:
+            await redis.aclose()
+    assert stored["e1"].decision.to_json() == old.to_json()  # the first stored stands
+    conflicts = [proc.metrics.redis_errors.labels("journal_conflict")._value.get() for proc, _ in workers]
+    assert conflicts == [0, 1]
+
+
 async def test_an_http_decision_the_broker_never_acknowledged_is_published_again(processor) -> None:
     path = processor.transactions
     raws = [tx_bytes(i) for i in range(3)]
