@@ -9,6 +9,7 @@ from __future__ import annotations
 import faust
 from faust.web import Request, Response, View
 
+from agents.api.routing import shared_url
 from agents.runtime import Runtime
 from agents.timers import resilient_timer
 from streams.app import Topology
@@ -24,7 +25,22 @@ async def readiness(app: faust.App, runtime: Runtime) -> dict:
         "models_loaded": runtime.processor is not None and runtime.reco is not None,
     }
     runtime.metrics.ready.set(float(all(checks.values())))
-    return {"ready": all(checks.values()), **checks, "warnings": runtime.redis_warnings()}
+    warnings = runtime.redis_warnings()
+    if assigned and shares_its_url(app, runtime):
+        warnings.append(shared_url_warning(app))
+    return {"ready": all(checks.values()), **checks, "warnings": warnings}
+
+
+def shares_its_url(app: faust.App, runtime: Runtime) -> bool:
+    """Whether another worker in the group advertises this worker's URL (agents.api.routing)."""
+    topic = runtime.settings.topics.transactions
+    mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+    return shared_url(app.assignor.external_topics_metadata(), str(app.conf.canonical_url), topic, mine)
+
+
+def shared_url_warning(app: faust.App) -> str:
+    return (f"another worker advertises {app.conf.canonical_url} too: API requests are not routed to their "
+            "owners; give each worker its own STREAMSENSE_ADVERTISED_URL")
 
 
 def register_web(topology: Topology, runtime: Runtime) -> None:

@@ -19,6 +19,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from urllib.parse import urlsplit
 
 from schemas.keyring import KEY_ID, MIN_KEY_BYTES, KeyRing, Pseudonyms, WeakKey, parse_keyring, weakness
 
@@ -147,8 +148,13 @@ class Settings:
     # A user's cached list is re-ranked at most this often (ranking is the path's biggest cost per
     # interaction); 0 re-ranks on every interaction.
     reco_list_refresh_s: float = 5.0
-    web_host: str = "127.0.0.1"
+    # The worker's HTTP server: the address it listens on, and the URL the other workers reach it at
+    # (forwarded API requests; Faust's host map keys every worker by it, so it must be unique per
+    # worker). In a container the server listens on 0.0.0.0 and each worker advertises its own name
+    # (http://worker-1:6066); empty means the bind address's URL, refused for a wildcard bind.
+    web_bind: str = "127.0.0.1"
     web_port: int = 6066
+    advertised_url: str = ""
     # HTTP API (agents.api.server): keys as client:scope+scope:sha256hex, comma-separated (streamsense
     # api-key makes one); none configured means every API call is refused with 401.
     api_keys: str = ""
@@ -180,6 +186,26 @@ class Settings:
         'ss:streamsense-v2'
         """
         return f"ss:{self.app_id}"
+
+    @property
+    def web_url(self) -> str:
+        """The URL the other workers reach this one at.
+
+        >>> Settings(web_port=7000).web_url, Settings(advertised_url="http://worker-1:6066").web_url
+        ('http://127.0.0.1:7000', 'http://worker-1:6066')
+        """
+        return self.advertised_url or _http_url(self.web_bind, self.web_port)
+
+    @property
+    def local_url(self) -> str:
+        """The URL this worker's own host reaches it at (the image's health check): the bind
+        address, or loopback when it listens on every address.
+
+        >>> Settings(web_bind="0.0.0.0", advertised_url="http://worker-1:6066").local_url
+        'http://127.0.0.1:6066'
+        """
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.web_bind, self.web_bind)
+        return _http_url(host, self.web_port)
 
     @property
     def learn_topic(self) -> str:
@@ -250,8 +276,8 @@ class Settings:
         known = {f.name: f for f in fields(cls)}
         kwargs: dict[str, object] = {}
         for name, raw in values.items():
-            if name == "redis_key_prefix":
-                raise SettingsError("redis_key_prefix is derived from app_id (ss:<app_id>); set app_id instead")
+            if name in RETIRED:
+                raise SettingsError(f"{name} ({ENV_PREFIX}{name.upper()}) is no longer a setting: {RETIRED[name]}")
             if name not in known:
                 raise SettingsError(f"unknown setting {name!r}")
             kwargs[name] = _coerce(name, known[name], raw)
@@ -300,6 +326,7 @@ class Settings:
         if self.api_max_connections < 1 or self.api_max_pending < 1:
             raise SettingsError("api_max_connections and api_max_pending must be >= 1")
         self._check_windows()
+        self._check_web()
         if self.event_loop not in ("asyncio", "uvloop"):
             raise SettingsError(f"event_loop must be asyncio or uvloop, not {self.event_loop!r}")
         if not KEY_ID.fullmatch(self.pseudonym_key_id):
@@ -308,6 +335,29 @@ class Settings:
             self.signing_keyring()
         except WeakKey as exc:
             raise SettingsError(str(exc)) from exc
+
+    def _check_web(self) -> None:
+        """The advertised URL must name this worker: a wildcard or empty host there would make every
+        worker advertise the same URL, and each would believe it owns every user.
+
+        >>> Settings(web_bind="0.0.0.0").check()
+        Traceback (most recent call last):
+        ...
+        schemas.settings.SettingsError: web_bind is 0.0.0.0 (every address): set advertised_url ...
+        >>> Settings(web_bind="0.0.0.0", advertised_url="http://0.0.0.0:6066").check()
+        Traceback (most recent call last):
+        ...
+        schemas.settings.SettingsError: advertised_url 'http://0.0.0.0:6066': ...
+        """
+        if self.web_bind in WILDCARD_HOSTS and not self.advertised_url:
+            raise SettingsError(
+                f"web_bind is {self.web_bind} (every address): set advertised_url "
+                f"({ENV_PREFIX}ADVERTISED_URL) to the URL the other workers reach this one at, unique per "
+                "worker (e.g. http://worker-1:6066)")
+        if self.advertised_url:
+            reason = _url_fault(self.advertised_url)
+            if reason:
+                raise SettingsError(f"advertised_url {self.advertised_url!r}: {reason}")
 
     def _check_windows(self) -> None:
         """The event-time windows must nest: what is accepted stays guarded, labelled and lateness-bounded."""
@@ -323,6 +373,39 @@ class Settings:
             raise SettingsError("allowed_lateness_s must not exceed max_past_s")
         if self.label_horizon_s > self.snapshot_ttl_s:
             raise SettingsError("label_horizon_s must not exceed snapshot_ttl_s: a snapshot must outlive its horizon")
+
+
+# Settings that were and are not: refused with what replaced them, never silently ignored.
+RETIRED = {
+    "redis_key_prefix": "it is derived from app_id (ss:<app_id>); set app_id instead",
+    "web_host": f"set {ENV_PREFIX}WEB_BIND (the address the HTTP server listens on) and, when that is "
+                f"0.0.0.0, {ENV_PREFIX}ADVERTISED_URL (the URL the other workers reach this one at)",
+}
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
+
+
+def _http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _url_fault(url: str) -> str | None:
+    """Why ``url`` cannot be a worker's advertised URL, or None.
+
+    >>> _url_fault("http://worker-1:6066"), _url_fault("worker-1:6066"), _url_fault("http://[::]:6066")
+    (None, 'use http://HOST:PORT or https://HOST:PORT', 'the host must name this worker, not every address')
+    """
+    parsed = urlsplit(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        return "the port is not a number from 0 to 65535"
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or port is None:
+        return "use http://HOST:PORT or https://HOST:PORT"
+    if (parsed.hostname or "") in WILDCARD_HOSTS:
+        return "the host must name this worker, not every address"
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment or parsed.username:
+        return "no path, query or credentials: only scheme, host and port"
+    return None
 
 
 SECRET_NAMES = frozenset(f.name for f in fields(Settings) if isinstance(getattr(Settings(), f.name), SecretStr))

@@ -100,9 +100,11 @@ def make_app(settings: Settings, **overrides: object) -> Topology:
         store="memory://",
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,
-        web_host=settings.web_host,  # the host name in Faust's URLs
-        web_bind=settings.web_host,  # the address it listens on: Faust binds 0.0.0.0 unless told
+        web_bind=settings.web_bind,  # the address it listens on: Faust binds 0.0.0.0 unless told
         web_port=settings.web_port,
+        # What the other workers reach this one at: Faust keys the group's host map by it, which is
+        # how a worker finds the owner of a user's partition (agents.api.routing).
+        canonical_url=settings.web_url,
         web_enabled=True,
         # Faust's own pages would be served on the API port without a key: /router names every
         # worker and key owner, /table reads table contents, /graph and / describe internals.

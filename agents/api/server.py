@@ -45,7 +45,6 @@ from urllib.parse import quote
 
 import aiohttp
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 from faust.web import Request, Response, View
 from redis.exceptions import RedisError
 from yarl import URL
@@ -56,6 +55,7 @@ from agents.api.forwarding import ForwardKeys, ForwardRefused
 from agents.api.limits import RETRY_AFTER, Pending, bounded_int, read_body
 from agents.api.openapi import openapi_document
 from agents.api.prediction_cache import PredictionCache
+from agents.api.routing import owner_url
 from agents.batching import send_all
 from agents.runtime import Runtime
 from agents.transaction_path import EventConflict, ScoringFailed
@@ -145,13 +145,13 @@ class Api:
 
     # -- where a user's requests are served -----------------------------------------------------
     def owner(self, topic: str, key: bytes) -> str:
-        """The URL of the worker that owns ``key``'s partition of ``topic`` (Kafka's default partitioner)."""
-        owners = {p: url for url, tps in self.app.assignor.external_topics_metadata().items()
-                  for p in tps.get(topic, ())}
-        if not owners:
-            raise ApiError(503, "not_ready", "this worker has no partition assignment yet; retry", headers=RETRY_AFTER)
-        partitions = sorted(owners)
-        return owners[DefaultPartitioner()(key, partitions, partitions)]
+        """The URL of the worker that owns ``key``'s partition of ``topic`` (agents.api.routing)."""
+        partition = self.app.consumer.key_partition(topic, key)  # over the topic's partitions, not the map's
+        owner = None if partition is None else owner_url(self.app.assignor.external_topics_metadata(), topic, partition)
+        if owner is None:
+            raise ApiError(503, "not_ready", "the owner of this user's partition is not known yet (no assignment, "
+                           "or a rebalance in progress); retry", headers=RETRY_AFTER)
+        return owner
 
     async def forward(self, web: View, request: Request, owner: str, path_qs: str, body: bytes) -> Response | None:
         """The owner's answer to the same request, or None when it cannot be reached. ``path_qs`` is

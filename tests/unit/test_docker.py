@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-import secrets
-from pathlib import Path
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import pytest
 import yaml
+from compose_files import DOCKER, compose, with_secret_files
 
 from agents.metrics import Metrics
-from schemas.settings import Settings
+from schemas.settings import Settings, SettingsError
 from streams.app import kafka_client_options
-
-DOCKER = Path(__file__).resolve().parents[2] / "docker"
-
-
-def compose() -> dict:
-    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
-
 
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
@@ -26,19 +24,6 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), 
 def exported_names() -> set[str]:
     """Every series name the worker's registry can export, whether or not it has samples yet."""
     return {f.name + suffix for f in Metrics().registry.collect() for suffix in SUFFIXES[f.type]}
-
-
-def with_secret_files(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    """``env`` with each ``/run/secrets/<name>`` file made in ``tmp_path`` (a strong random value)."""
-    out = {}
-    for name, value in env.items():
-        if value.startswith("/run/secrets/"):
-            path = tmp_path / value.rsplit("/", 1)[1]
-            path.write_text(f"redis://streamsense:{'p' * 32}@redis:6379/0\n" if "redis" in path.name
-                            else secrets.token_hex(32) + "\n")
-            value = str(path)
-        out[name] = value
-    return out
 
 
 def test_compose_has_every_service_with_image_command_ports_and_environment() -> None:
@@ -146,3 +131,50 @@ def test_dockerfile_is_slim_non_root_and_runs_the_worker() -> None:
     text = (DOCKER / "Dockerfile").read_text()
     assert re.findall(r"^FROM python:3\.11-slim", text, re.M) and "USER streamsense" in text
     assert 'ENTRYPOINT ["streamsense"]' in text and 'CMD ["worker"]' in text and "HEALTHCHECK" in text
+
+
+def test_each_worker_listens_on_every_address_of_its_container_and_advertises_its_own_url(tmp_path) -> None:
+    services = compose()["services"]
+    workers = [Settings.from_env(with_secret_files(services[w]["environment"], tmp_path))
+               for w in ("worker-1", "worker-2")]
+    assert [(s.web_bind, s.web_port) for s in workers] == [("0.0.0.0", 6066)] * 2
+    assert [s.web_url for s in workers] == ["http://worker-1:6066", "http://worker-2:6066"]
+    # The image alone listens on 0.0.0.0 too, so a worker started from it without its own URL refuses
+    # to start rather than advertise one every worker shares.
+    image_env = dict(re.findall(r"(STREAMSENSE_\w+)=(\S+)", (DOCKER / "Dockerfile").read_text()))
+    assert image_env["STREAMSENSE_WEB_BIND"] == "0.0.0.0"
+    with pytest.raises(SettingsError, match="ADVERTISED_URL"):
+        Settings.from_env(image_env)
+
+
+class Ready(BaseHTTPRequestHandler):
+    status = 200
+    paths: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        Ready.paths.append(self.path)
+        self.send_response(Ready.status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_the_image_health_check_asks_the_worker_where_it_listens(tmp_path, status: int) -> None:
+    """The HEALTHCHECK run as the image runs it, with a compose worker's environment, against a stand-in
+    for the worker listening on loopback (what 0.0.0.0 reaches from inside the container)."""
+    command = re.search(r'CMD (python -c "(.+)")$', (DOCKER / "Dockerfile").read_text(), re.M).group(2)
+    server = HTTPServer(("127.0.0.1", 0), Ready)
+    Ready.status, Ready.paths = status, []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {**with_secret_files(compose()["services"]["worker-1"]["environment"], tmp_path),
+           "STREAMSENSE_WEB_PORT": str(server.server_port), "PATH": os.environ["PATH"]}
+    try:
+        done = subprocess.run([sys.executable, "-c", command], env=env, capture_output=True, timeout=30,
+                              cwd=DOCKER.parent)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (done.returncode == 0) == (status == 200), done.stderr
+    assert Ready.paths == ["/ready"]

@@ -33,7 +33,7 @@ def test_sasl_over_tls_carries_a_tls_context() -> None:
 
 def test_the_http_server_binds_loopback_by_default(tmp_path) -> None:
     app = make_app(Settings(data_dir=str(tmp_path))).app
-    assert app.conf.web_host == "127.0.0.1" and app.conf.web_bind == "127.0.0.1"
+    assert app.conf.web_bind == "127.0.0.1" and str(app.conf.canonical_url) == "http://127.0.0.1:6066"
 
 
 def test_secrets_are_masked_when_printed() -> None:
