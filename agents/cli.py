@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging.config
 import sys
 
@@ -25,11 +26,17 @@ NOT_INSTALLED = {
 }
 
 
+@functools.cache
+def _from_env() -> Settings:
+    """Read once per command: a variable that names no setting is warned about once."""
+    return Settings.from_env()
+
+
 def _settings(*, keys: bool = False) -> Settings:
     """Settings from the environment; ``keys``: the command signs, verifies or pseudonymises, so
     public, empty or short keys are refused (unless STREAMSENSE_DEV_MODE=true)."""
     try:
-        settings = Settings.from_env()
+        settings = _from_env()
         if keys:
             settings.check_secrets()
         return settings

@@ -15,15 +15,23 @@ False
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
 from schemas.keyring import KEY_ID, MIN_KEY_BYTES, KeyRing, Pseudonyms, WeakKey, parse_keyring, weakness
+from schemas.settings_reference import ABOUT
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "STREAMSENSE_"
+# What Kubernetes sets for every Service in the namespace (one named streamsense: STREAMSENSE_SERVICE_HOST).
+KUBERNETES_VARIABLE = re.compile(r"_SERVICE_HOST$|_SERVICE_PORT(_\w+)?$|_PORT(_\d+_(TCP|UDP|SCTP)(_\w+)?)?$")
+KUBERNETES_HINT = " (Kubernetes sets it for a Service of that name; enableServiceLinks: false stops that)"
 SINGLE_SIGNING_KEY_ID = "k0"
 
 
@@ -246,11 +254,20 @@ class Settings:
                                     f"{MIN_KEY_BYTES} random bytes (or {ENV_PREFIX}DEV_MODE=true for development only)")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 warn: Callable[[str], None] = log.warning) -> Settings:
         """Build settings from ``STREAMSENSE_*`` variables, on top of ``STREAMSENSE_CONFIG`` (a TOML file).
 
         A secret may come from a file instead (a container secret, never on a command line or in
         the environment): ``STREAMSENSE_<NAME>_FILE=/run/secrets/...``; one trailing newline is dropped.
+        A variable that names no setting is ``warn``-ed about and ignored, not fatal: platforms add
+        their own (Kubernetes sets ``STREAMSENSE_SERVICE_HOST`` for a Service named streamsense).
+        A retired setting is still refused, so it cannot silently stop working.
+
+        >>> Settings.from_env({"STREAMSENSE_SERVICE_HOST": "10.0.0.1", "STREAMSENSE_PARTITIONS": "8"},
+        ...                   warn=print).partitions
+        ignoring STREAMSENSE_SERVICE_HOST: no such setting (Kubernetes sets it for a Service of that name; ...)
+        8
         """
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
@@ -259,16 +276,24 @@ class Settings:
             with open(path, "rb") as fh:
                 values.update(tomllib.load(fh))
         topic_names = {f.name for f in fields(Topics)}
-        for key, raw in environ.items():
+        known = {f.name for f in fields(cls)} | set(RETIRED)
+        for key, raw in sorted(environ.items()):
             if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
                 continue
             name = key[len(ENV_PREFIX):].lower()
-            if name.endswith("_file") and name[:-5] in SECRET_NAMES:
+            if name.endswith("_file") and name[:-5] in known:
+                if name[:-5] not in SECRET_NAMES:
+                    raise SettingsError(f"{key}: only secrets come from files; set {ENV_PREFIX}{name[:-5].upper()}")
+                if ENV_PREFIX + name[:-5].upper() in environ:
+                    raise SettingsError(f"{name[:-5]}: set {key} or {ENV_PREFIX}{name[:-5].upper()}, not both")
                 name, raw = name[:-5], _read_secret_file(name[:-5], raw)
             if name.startswith("topic_") and name[6:] in topic_names:
                 values.setdefault("topics", {})[name[6:]] = raw  # type: ignore[index]
-            else:
+            elif name in known:
                 values[name] = raw
+            else:
+                hint = KUBERNETES_HINT if KUBERNETES_VARIABLE.search(key) else ""
+                warn(f"ignoring {key}: no such setting{hint}")
         return cls.from_mapping(values)
 
     @classmethod
@@ -307,6 +332,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def check(self) -> None:
+        self._check_bounds()
         if not 0.0 <= self.review_threshold <= self.decline_threshold <= 1.0:
             raise SettingsError("need 0 <= review_threshold <= decline_threshold <= 1")
         if self.security_protocol == "SASL_PLAINTEXT" and not self.allow_plaintext_sasl:
@@ -316,15 +342,6 @@ class Settings:
             )
         if self.redis_cluster not in ("auto", "yes", "no"):
             raise SettingsError("redis_cluster must be auto, yes or no")
-        if self.partitions < 1 or self.batch_size < 1:
-            raise SettingsError("partitions and batch_size must be >= 1")
-        if self.api_publish_grace_s <= 0:
-            raise SettingsError("api_publish_grace_s must be > 0")
-        for name in ("api_header_timeout_s", "api_body_timeout_s", "api_forward_ttl_s"):
-            if not getattr(self, name) > 0:
-                raise SettingsError(f"{name} must be > 0")
-        if self.api_max_connections < 1 or self.api_max_pending < 1:
-            raise SettingsError("api_max_connections and api_max_pending must be >= 1")
         self._check_windows()
         self._check_web()
         if self.event_loop not in ("asyncio", "uvloop"):
@@ -335,6 +352,20 @@ class Settings:
             self.signing_keyring()
         except WeakKey as exc:
             raise SettingsError(str(exc)) from exc
+
+    def _check_bounds(self) -> None:
+        """Every number within the range schemas.settings_reference gives it (NaN is in no range).
+
+        >>> Settings(api_rate_per_s=0.0).check()
+        Traceback (most recent call last):
+        ...
+        schemas.settings.SettingsError: api_rate_per_s (STREAMSENSE_API_RATE_PER_S) is 0: use more than 0
+        """
+        for name, about in ABOUT.items():
+            value = getattr(self, name)
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            if numeric and about.bounds() and not about.fits(value):
+                raise SettingsError(f"{name} ({ENV_PREFIX}{name.upper()}) is {value:g}: use {about.bounds()}")
 
     def _check_web(self) -> None:
         """The advertised URL must name this worker: a wildcard or empty host there would make every
@@ -361,8 +392,6 @@ class Settings:
 
     def _check_windows(self) -> None:
         """The event-time windows must nest: what is accepted stays guarded, labelled and lateness-bounded."""
-        if not (self.max_past_s > 0 and self.max_future_s >= 0):
-            raise SettingsError("need max_past_s > 0 and max_future_s >= 0")
         guard_needs = self.max_past_s + self.max_future_s + self.max_replay_s
         if self.decision_ttl_s < guard_needs:
             raise SettingsError(

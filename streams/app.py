@@ -95,6 +95,9 @@ def make_app(settings: Settings, **overrides: object) -> Topology:
     """Create the Faust app and declare its topics."""
     brokers = ";".join(f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(","))
     options = dict(
+        # Faust reads unprefixed variables (WEB_PORT, BROKER_URL, NODE_CANONICAL_URL, ...) over the
+        # values passed here; an empty environment makes these settings the only source.
+        env={},
         broker=brokers,
         broker_credentials=broker_credentials(settings),
         store="memory://",

@@ -204,7 +204,7 @@ def test_the_settings_check_keeps_the_windows_consistent() -> None:
     with pytest.raises(SettingsError, match="decision_ttl_s"):
         Settings.from_mapping({"max_past_s": 40 * 86400})
     Settings.from_mapping({"max_past_s": 40 * 86400, "decision_ttl_s": 48 * 86400})  # + max_future_s + max_replay_s
-    with pytest.raises(SettingsError, match="max_past_s > 0"):
+    with pytest.raises(SettingsError, match="max_past_s .* more than 0"):
         Settings.from_mapping({"max_past_s": 0})
     with pytest.raises(SettingsError, match="allowed_lateness_s"):
         Settings.from_mapping({"max_past_s": 100, "allowed_lateness_s": 200})
