@@ -42,7 +42,7 @@ def register_fraud_agents(topology: Topology, settings: Settings, runtime: Runti
 
     @app.agent(topology.learn, name="learn-fraud-model")
     async def learn_fraud_model(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, emitting(lambda batch: runtime.learner.on_examples(batch)), settings, "learn",
+        await run_batches(app, stream, emitting(lambda batch: runtime.learn(batch)), settings, "learn",
                           runtime.metrics)
 
     @app.on_partitions_assigned.connect

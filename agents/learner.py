@@ -10,6 +10,12 @@ plus a second, and every decision names the version that made it.
 
 Each checkpoint carries the learner's position in the learn topic (agents.learn_position), so a
 learner that restores one learns every example exactly once, whatever offsets were committed.
+
+The recommender has the same shape (``RecoLearner``): every worker claims the interactions it
+consumes and forwards each fresh one, with the user's items before it, to the same learn topic;
+the owner of its one partition learns them into the recommender it serves and publishes it under
+the role ``reco``, with its own position in the topic; the other workers serve its checkpoints.
+Each learner takes only its own kind of example from the topic.
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ from agents.learn_position import LearnPosition
 from agents.messages import RawMessage, refuse
 from agents.metrics import Metrics
 from online_models.engine import FraudEngine
-from schemas.internal_records import UnlabelledExample, example_from_doc, read_learn_batch
+from online_models.reco_engine import RecoEngine
+from schemas.internal_records import (
+    InteractionExample,
+    LabelledExample,
+    LearnExample,
+    UnlabelledExample,
+    example_from_doc,
+    read_learn_batch,
+)
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,6 +83,8 @@ class LearnTopicReader:
 
 
 class Learner:
+    refuses_malformed = True
+
     def __init__(self, settings: Settings, engine: FraudEngine, metrics: Metrics, reader: Rereader | None = None
                  ) -> None:
         self.settings = settings
@@ -111,29 +127,64 @@ class Learner:
             for msg in await self._needed(incoming):
                 self.at.learned(msg.topic, msg.partition, msg.offset)
                 self._learn(msg, outcome)
+        self._after_batch(outcome)
+        return outcome
+
+    def _after_batch(self, outcome: FraudOutcome) -> None:
         for key, offset in self.at.through.items():
             self.metrics.learn_position.labels(key.rsplit("/", 1)[1]).set(offset)
         outcome.signals.extend(self.engine.take_signals())
-        return outcome
+
+    def _apply(self, example: LearnExample) -> bool:
+        """Learn ``example`` if it is this learner's kind (False: another learner's)."""
+        if isinstance(example, UnlabelledExample):
+            self.engine.learn_unlabelled(example.features)
+        elif isinstance(example, LabelledExample):
+            self.engine.learn_label(example.snapshot, example.is_fraud, event_id=example.event_id,
+                                    observed=example.observed)
+        else:
+            return False
+        return True
 
     def _learn(self, msg: RawMessage, outcome: FraudOutcome) -> None:
         try:
             docs = read_learn_batch(msg.value or b"")
         except (ValueError, KeyError, TypeError) as exc:  # internal topic: only a bug puts junk here
-            outcome.refused.append(refuse(self.settings, msg, "learn", exc, time.time()))
+            if self.refuses_malformed:
+                outcome.refused.append(refuse(self.settings, msg, "learn", exc, time.time()))
             return
         for doc in docs:
             try:
                 example = example_from_doc(doc)
-                if isinstance(example, UnlabelledExample):
-                    self.engine.learn_unlabelled(example.features)
-                else:
-                    self.engine.learn_label(example.snapshot, example.is_fraud, event_id=example.event_id,
-                                            observed=example.observed)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # AttributeError: not an object
+                if self.refuses_malformed:
+                    outcome.refused.append(refuse(self.settings, msg, "learn", exc, time.time()))
+                continue
+            try:
+                if not self._apply(example):
+                    continue
             except Exception as exc:  # noqa: BLE001 - one example, not the batch: an example that raised
                 # after the model took it must not make the batch raise and be learned again.
-                log.exception("learn example %r of %s rejected", doc.get("e") if isinstance(doc, dict) else doc,
-                              msg.source)
+                log.exception("learn example %r of %s rejected", example.event_id, msg.source)
                 outcome.refused.append(refuse(self.settings, msg, "learn", exc, time.time()))
                 continue
             self.learned += 1
+
+
+class RecoLearner(Learner):
+    """The recommender's one learner: interaction examples of the learn topic (see the module doc)."""
+
+    refuses_malformed = False  # the fraud learner reads the same messages and dead-letters them once
+
+    def __init__(self, settings: Settings, engine: RecoEngine, metrics: Metrics, reader: Rereader | None = None
+                 ) -> None:
+        super().__init__(settings, engine, metrics, reader)  # type: ignore[arg-type]
+
+    def _after_batch(self, outcome: FraudOutcome) -> None:
+        """No drift signals, and the learn-position gauge stays the fraud learner's."""
+
+    def _apply(self, example: LearnExample) -> bool:
+        if not isinstance(example, InteractionExample):
+            return False
+        self.engine.learn(example.interaction, set(example.seen))  # type: ignore[call-arg]
+        return True

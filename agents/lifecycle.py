@@ -1,4 +1,5 @@
-"""Publishing and following fraud-model checkpoints (the registry is agents.stores.checkpoints).
+"""Publishing and following model checkpoints: the fraud model's and the recommender's, one
+lifecycle each under its own role (the registry is agents.stores.checkpoints).
 
 - On start, every worker restores the newest checkpoint that verifies and loads (a fresh model when
   there is none). Redis down at start: the worker starts anyway on the fresh model (its decisions are
@@ -23,13 +24,17 @@ from agents.learner import Learner
 from agents.stores.checkpoints import RedisCheckpoints
 from online_models.checkpoints import CheckpointRejected
 from online_models.engine import FraudEngine
+from online_models.reco_engine import RecoEngine
 
 log = logging.getLogger(__name__)
 ROLE = "fraud"
+RECO_ROLE = "reco"  # the recommender: the same lifecycle, its own checkpoints (agents.learner)
 
 
 class ModelLifecycle:
-    def __init__(self, engine: FraudEngine, learner: Learner | None, store: RedisCheckpoints) -> None:
+    def __init__(self, engine: FraudEngine | RecoEngine, learner: Learner | None, store: RedisCheckpoints,
+                 role: str = ROLE) -> None:
+        self.role = role
         self.engine = engine  # the worker's: loading a checkpoint replaces the models it serves
         self.learner = learner  # positioned by the checkpoints it loads, stamps the ones it publishes
         self.store = store
@@ -39,11 +44,11 @@ class ModelLifecycle:
         self.published_model = engine.model_version
 
     async def restore(self) -> None:
-        newest = max(await self.store.versions(ROLE), default=None)
-        found = await self.store.restore(ROLE, lambda models, header: self._install(models, header, newest))
+        newest = max(await self.store.versions(self.role), default=None)
+        found = await self.store.restore(self.role, lambda models, header: self._install(models, header, newest))
         self.restored = True
         if found is None:
-            log.info("no valid %s checkpoint: starting from a fresh model", ROLE)
+            log.info("no valid %s checkpoint: starting from a fresh model", self.role)
 
     def _install(self, models: object, header: dict, newest: int | None) -> None:
         """Serve ``models``; the learner resumes after the checkpoint's offsets when it is the newest."""
@@ -66,27 +71,27 @@ class ModelLifecycle:
         header = {"model_version": engine.model_version, "offsets": self.learner.position(),
                   "created_at": time.time()}
         try:
-            version = await self.store.save(ROLE, engine.models(), header)
+            version = await self.store.save(self.role, engine.models(), header)
         except CheckpointRejected as exc:  # a non-finite parameter: never published, workers keep theirs
-            log.error("not publishing %s checkpoint (model %s): %s", ROLE, engine.model_version, exc)
+            log.error("not publishing %s checkpoint (model %s): %s", self.role, engine.model_version, exc)
             return
         self.mine.add(version)
         self.serving_version, self.published_model = version, engine.model_version
-        log.info("published %s checkpoint v%d (model %s)", ROLE, version, engine.model_version)
+        log.info("published %s checkpoint v%d (model %s)", self.role, version, engine.model_version)
 
     async def follow(self) -> None:
         if not self.restored:
             await self.restore()
             return
-        latest = await self.store.latest(ROLE)
+        latest = await self.store.latest(self.role)
         if latest is None or latest == self.serving_version or latest in self.mine:
             return
-        newest = max(await self.store.versions(ROLE), default=None)
+        newest = max(await self.store.versions(self.role), default=None)
         try:
-            models, header = await self.store.load(ROLE, latest)
+            models, header = await self.store.load(self.role, latest)
             self._install(models, header, newest)
         except CheckpointRejected as exc:
-            log.error("refused checkpoint %s v%d: %s; serving v%s", ROLE, latest, exc, self.serving_version)
+            log.error("refused checkpoint %s v%d: %s; serving v%s", self.role, latest, exc, self.serving_version)
             self.serving_version = latest  # do not retry the same bad version every second
             return
-        log.info("serving %s checkpoint v%d (model %s)", ROLE, latest, header.get("model_version"))
+        log.info("serving %s checkpoint v%d (model %s)", self.role, latest, header.get("model_version"))

@@ -19,10 +19,12 @@ def register_lifecycle(topology: Topology, runtime: Runtime) -> None:
 
     @resilient_timer(app, settings.checkpoint_interval_s, "publishing the model checkpoint")
     async def publish_model() -> None:
-        await runtime.lifecycle.publish_if_learned()
+        for lifecycle in runtime.lifecycles():
+            await lifecycle.publish_if_learned()
 
     @resilient_timer(app, FOLLOW_INTERVAL_S, "reading the model registry (the current model is served)")
     async def follow_model() -> None:
-        await runtime.lifecycle.follow()
+        for lifecycle in runtime.lifecycles():
+            await lifecycle.follow()
         await runtime.arms.flush()
         await runtime.arms.follow(runtime.engine)

@@ -1,5 +1,9 @@
 """The recommendation path for one batch: interactions teach the model, requests get answers.
 
+Interactions are claimed here and forwarded to the recommender's one learner (agents.learner):
+every worker serves that learner's checkpoints, so a user's answers do not depend on which
+worker consumed their interactions.
+
 Outcome per input message: an interaction updates state (or is a dead letter; one of a kind this
 version does not know is counted, not learned); a request gets exactly one recommendation (or is a
 dead letter). A redelivered offset is recognised by its claim:
@@ -17,6 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agents.experiment_arms import ExperimentArms
+from agents.fraud_outcome import learn_messages
 from agents.intake import Intake
 from agents.messages import Emit, RawMessage, dead_letter
 from agents.metrics import Metrics
@@ -24,6 +29,7 @@ from agents.stores.keys import RedisKeys
 from agents.stores.reco import RecoStore
 from online_models.reco_engine import MODEL_NAME, RecoEngine
 from schemas.errors import InvalidEvent
+from schemas.internal_records import InteractionExample
 from schemas.records import INTERACTION_KINDS, RecoRequest, Recommendation
 from schemas.settings import Settings
 from schemas.validation import INTERACTIONS, RECO_REQUESTS
@@ -106,10 +112,13 @@ class RecoProcessor:
                    if fresh]
         kept = [(m, it) for m, it in claimed if it.kind in INTERACTION_KINDS]
         self.metrics.events.labels(self.settings.topics.interactions, "unknown_kind").inc(len(claimed) - len(kept))
+        examples = []
         for _, it in kept:
-            self.engine.learn(it, seen.setdefault(it.user_id, set()))
+            # To the one learner (agents.learner.RecoLearner), with the user's items before it.
+            examples.append(InteractionExample(it, tuple(sorted(seen.setdefault(it.user_id, set())))))
             seen[it.user_id].add(it.item_id)
             self.stats.watermark = max(self.stats.watermark, it.ts)
+        emits.extend(learn_messages(self.settings, examples))
         if kept and not self.trending:
             await self._refresh_quietly()
         k, now = self.settings.reco_default_k, self.clock()
@@ -119,7 +128,7 @@ class RecoProcessor:
         self.stats.interactions += len(kept)
         self.metrics.events.labels(self.settings.topics.interactions, "learned").inc(len(kept))
         self.metrics.model_version.labels(MODEL_NAME).set(self.engine.recommender.n_learned)
-        self.stats.dead_letters += len(emits)
+        self.stats.dead_letters += sum(e.topic == self.settings.topics.dead_letters for e in emits)
         return emits
 
     @staticmethod

@@ -15,9 +15,11 @@ from redis.exceptions import RedisError
 from agents.clients import redis_client
 from agents.experiment_arms import ExperimentArms
 from agents.faults import Faults, stop_before_commit
+from agents.fraud_outcome import FraudOutcome
 from agents.fraud_processor import FraudProcessor
-from agents.learner import LearnTopicReader, Learner
-from agents.lifecycle import ModelLifecycle
+from agents.learner import LearnTopicReader, Learner, RecoLearner
+from agents.lifecycle import RECO_ROLE, ModelLifecycle
+from agents.messages import RawMessage
 from agents.metrics import Metrics
 from agents.reco_processor import RecoProcessor
 from agents.stores.checkpoints import RedisCheckpoints
@@ -42,6 +44,8 @@ class Runtime(faust.Service):
         self.reco_engine = reco_engine
         self.learner: Learner | None = None
         self.lifecycle: ModelLifecycle | None = None
+        self.reco_learner: RecoLearner | None = None
+        self.reco_lifecycle: ModelLifecycle | None = None  # the recommender's, like the fraud model's
         self.metrics = Metrics()
         self.redis: Redis | None = None
         self.processor: FraudProcessor | None = None
@@ -59,6 +63,8 @@ class Runtime(faust.Service):
         self.reco = RecoProcessor.on_redis(self.redis, self.settings, self.reco_engine, self.metrics, self.arms)
         self.learner = Learner(self.settings, self.engine, self.metrics, LearnTopicReader(self.settings))
         self.lifecycle = ModelLifecycle(self.engine, self.learner, checkpoints)
+        self.reco_learner = RecoLearner(self.settings, self.reco_engine, self.metrics, LearnTopicReader(self.settings))
+        self.reco_lifecycle = ModelLifecycle(self.reco_engine, self.reco_learner, checkpoints, RECO_ROLE)
         self.epoch = Epoch(self.redis, RedisKeys.from_settings(self.settings), self.settings.data_dir)
         # Test hooks before the first await: the agents may take a batch as soon as this yields.
         faults = Faults.from_env()  # None unless a reliability test asks for faults
@@ -67,19 +73,30 @@ class Runtime(faust.Service):
         stop_before_commit(self.processor.store)  # nothing unless a reliability test asks for a zombie
         try:
             await self.check_redis_trust()
-            await self.lifecycle.restore()
+            for lifecycle in self.lifecycles():
+                await lifecycle.restore()
         except (RedisError, OSError) as exc:  # start anyway: decide degraded, restore when Redis answers
             log.error("Redis unreachable at start (%s): serving a fresh model, decisions degraded; the "
                       "checkpoint is restored as soon as Redis answers", exc)
 
     async def on_stop(self) -> None:
-        if self.lifecycle is not None:
+        for lifecycle in self.lifecycles():
             try:
-                await self.lifecycle.publish_if_learned()  # a clean stop loses nothing learned
+                await lifecycle.publish_if_learned()  # a clean stop loses nothing learned
             except (RedisError, OSError) as exc:
-                log.warning("could not publish the last checkpoint: %s", exc)
+                log.warning("could not publish the last %s checkpoint: %s", lifecycle.role, exc)
         if self.redis is not None:
             await self.redis.aclose()
+
+    def lifecycles(self) -> list[ModelLifecycle]:
+        """The fraud model's and the recommender's (once started)."""
+        return [lc for lc in (self.lifecycle, self.reco_lifecycle) if lc is not None]
+
+    async def learn(self, batch: list[RawMessage]) -> FraudOutcome:
+        """A batch of the learn topic, to both learners (each takes its own kind of example)."""
+        outcome = await self.learner.on_examples(batch)  # type: ignore[union-attr]
+        outcome.refused.extend((await self.reco_learner.on_examples(batch)).refused)  # type: ignore[union-attr]
+        return outcome
 
     @faust.Service.timer(TRUST_INTERVAL_S)
     async def _recheck_redis(self) -> None:

@@ -3,10 +3,17 @@
 For every interaction of a user with enough history, the personal ranking and the popularity
 baseline are asked for their top-K *before* the model learns the interaction (items the user has
 already seen are excluded from both); a hit is the interacted item being in the list.
+
+``follower_every``: the deployment of several workers with one learner (agents.learner). Half
+the users (by a hash of the id) are answered by a follower that serves a copy of the model, taken
+at its first answer after every ``follower_every`` learned interactions (its checkpoint lag); the
+rest by the learner's live model. 0: one worker, every answer from the live model.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -52,6 +59,17 @@ class RecoReplay:
     watermark: float = 0.0
     _trending: list[tuple[str, float]] = field(default_factory=list)
     _since_refresh: int = TRENDING_REFRESH
+    follower_every: int = 0
+    _follower: RecoEngine | None = None
+    _since_checkpoint: int = 0
+
+    def serving(self, user_id: str) -> RecoEngine:
+        """The engine that answers ``user_id``: the learner's, or the follower's checkpoint copy."""
+        if not self.follower_every or hashlib.blake2b(user_id.encode(), digest_size=1).digest()[0] % 2 == 0:
+            return self.engine
+        if self._follower is None:
+            self._follower = copy.deepcopy(self.engine)
+        return self._follower
 
     def trending(self) -> list[tuple[str, float]]:
         if self._since_refresh >= TRENDING_REFRESH:
@@ -61,11 +79,11 @@ class RecoReplay:
 
     def evaluate(self, it: Interaction, scores: RankingScores) -> None:
         """Score the interaction against both rankings before learning it."""
-        seen = self.seen[it.user_id]
-        if len(seen) < self.engine.min_history or not self.engine.recommender.knows(it.user_id):
+        seen, engine = self.seen[it.user_id], self.serving(it.user_id)
+        if len(seen) < engine.min_history or not engine.recommender.knows(it.user_id):
             return
         trending = self.trending()
-        _, personal = self.engine.rank(it.user_id, scores.k, seen, len(seen), trending)
+        _, personal = engine.rank(it.user_id, scores.k, seen, len(seen), trending)
         scores.evaluated += 1
         scores.update("personal", [i for i, _ in personal], it.item_id)
         scores.update("popular", [i for i, _ in trending if i not in seen][: scores.k], it.item_id)
@@ -78,3 +96,6 @@ class RecoReplay:
         seen.add(it.item_id)
         self.watermark = max(self.watermark, it.ts)
         self._since_refresh += 1
+        self._since_checkpoint += 1
+        if self.follower_every and self._since_checkpoint >= self.follower_every:
+            self._follower, self._since_checkpoint = None, 0  # the next answer loads the new checkpoint

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from schemas import internal_json
-from schemas.records import FraudDecision, Transaction
+from schemas.records import FraudDecision, Interaction, Transaction
 
 UNKNOWN_SCORE = 0.5  # snapshots written before the score was kept in them
 
@@ -142,11 +142,34 @@ class LabelledExample:
         return {"e": self.event_id, "y": self.is_fraud, "o": self.observed, "s": self.snapshot.to_doc()}
 
 
-LearnExample = UnlabelledExample | LabelledExample
+@dataclass(frozen=True, slots=True)
+class InteractionExample:
+    """An interaction for the recommender's one learner, with the user's items before it (the
+    learner samples negatives outside them).
+
+    >>> it = Interaction("i-1", 10.0, "ann", "a", "view")
+    >>> example_from_doc(InteractionExample(it, ("b",)).to_doc()) == InteractionExample(it, ("b",))
+    True
+    """
+
+    interaction: Interaction
+    seen: tuple[str, ...]
+
+    @property
+    def event_id(self) -> str:
+        return self.interaction.event_id
+
+    def to_doc(self) -> dict:
+        return {"k": "i", "e": self.event_id, "i": self.interaction.to_dict(), "seen": list(self.seen)}
+
+
+LearnExample = UnlabelledExample | LabelledExample | InteractionExample
 
 
 def example_from_doc(doc: Mapping) -> LearnExample:
     """One example of a learn batch; raises KeyError or TypeError on a malformed one."""
+    if doc.get("k") == "i":
+        return InteractionExample(Interaction.from_dict(doc["i"]), tuple(doc["seen"]))
     if doc["y"] is None:
         return UnlabelledExample(doc["e"], doc["s"]["x"])
     return LabelledExample(doc["e"], Snapshot.from_doc(doc["s"]), bool(doc["y"]), bool(doc["o"]))

@@ -68,3 +68,14 @@ def test_exploration_is_a_logged_seeded_share() -> None:
     again = engine.recommend(RecoRequest(explored[0].request_id, "ann", 2, 0.0), set(), trending * 30,
                              generated_at=1.0)
     assert again.strategy == "explore" and again.items == explored[0].items
+
+
+def test_a_replayed_follower_serves_the_model_as_of_its_last_checkpoint() -> None:
+    replay = RecoReplay(RecoEngine(), 3600.0, follower_every=2)
+    follower = next(f"u{n}" for n in range(50) if replay.serving(f"u{n}") is not replay.engine)
+    leader = next(f"u{n}" for n in range(50) if replay.serving(f"u{n}") is replay.engine)
+    replay.learn(Interaction("i0", 0.0, follower, "a", "purchase"))
+    assert replay.engine.recommender.knows(follower)
+    assert not replay.serving(follower).recommender.knows(follower)  # its copy predates the interaction
+    replay.learn(Interaction("i1", 1.0, leader, "b", "purchase"))  # the second: a checkpoint
+    assert replay.serving(follower).recommender.knows(follower) and replay.serving(leader) is replay.engine
