@@ -8,8 +8,9 @@ Redis Cluster: a script or MULTI may only touch keys of one hash slot, so every 
 prefix carries a hash tag naming the family it is written with (``{f}``: the fraud path's state,
 guards, snapshots, parked labels and their sets, which the batch commit and the label join write
 together; ``{r}``: an interaction's claim with its seen items and popularity; ``{c:<role>}``: one
-role's checkpoints, written in one MULTI). Keys no script or MULTI couples with another (the
-epoch, cached lists, request claims) carry no tag and spread over the cluster. The prefix stays
+role's checkpoints, written in one MULTI; ``{x}``: experiments and their counters, one MULTI).
+Keys no script or MULTI couples with another (the epoch, cached lists) carry no tag and spread
+over the cluster. The prefix stays
 first, so the README's ACL pattern ``~ss:<app_id>:*`` still covers every key. On a single node
 the tags are just part of the name.
 
@@ -138,15 +139,15 @@ class RedisKeys:
     # -- experiments (agents.stores.experiments) ---------------------------------------------
     def experiments(self) -> str:
         """Hash experiment id -> the experiment as stated (JSON); every worker follows it."""
-        return f"{self.prefix}:exp"
+        return f"{self.prefix}:{{x}}:exp"
 
     def experiment_counts(self, experiment_id: str) -> str:
         """Hash ``arm:counter`` -> count: decisions, answers and outcomes per arm."""
-        return f"{self.prefix}:exp:{experiment_id}:n"
+        return f"{self.prefix}:{{x}}:exp:{experiment_id}:n"
 
     def experiment_scores(self, experiment_id: str, arm: str) -> str:
         """List of ``score label`` of the arm's newest labelled decisions (ROCAUC and its interval)."""
-        return f"{self.prefix}:exp:{experiment_id}:auc:{arm}"
+        return f"{self.prefix}:{{x}}:exp:{experiment_id}:auc:{arm}"
 
     # -- recommendations ----------------------------------------------------------------------
     def seen_items(self, user_id: str) -> str:

@@ -9,8 +9,8 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from redis.asyncio import Redis
 
+from agents.clients import redis_client
 from agents.commands import experiments as command
 from agents.commands.topics import create_topics
 from agents.experiment_arms import ExperimentArms
@@ -54,7 +54,7 @@ def label_message(i: int, offset: int, is_fraud: bool) -> RawMessage:
 
 async def scenario(settings: Settings) -> dict:
     await create_topics(settings)
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = redis_client(settings)
     checkpoints = RedisCheckpoints.on_redis(redis, settings)
     worse = flagging_engine(settings)
     version = await checkpoints.save("fraud", worse.models(), {"model_version": worse.model_version})
