@@ -1,4 +1,5 @@
-"""The `streamsense` command: dev, worker, simulate, produce, tail, evaluate, models, experiments, api-key, bench.
+"""The `streamsense` command: dev, worker, simulate, produce, tail, evaluate, models, experiments, rules,
+api-key, bench.
 
 Each command imports its module when it runs: the worker image carries no development stack
 (agents.dev) or benchmarks (agents.bench), and a development install without the ``dev`` extra
@@ -122,6 +123,17 @@ def cmd_experiments(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    from agents.commands import rules as rules_command
+
+    if args.action == "check":
+        rules = rules_command.load_rules_file(args.file)
+        print(f"{args.file}: rule set {rules.version}, {len(rules.rules)} rules, valid")
+    elif args.action == "publish":
+        asyncio.run(rules_command.publish(_settings(), args.file))
+    return 0
+
+
 def cmd_api_key(args: argparse.Namespace) -> int:
     from agents.api.auth import new_api_key
 
@@ -240,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--ramp-after", type=int, default=0,
                      help="ramp automatically after this many labelled events per share (0: by command)")
     exp.set_defaults(func=cmd_experiments)
+
+    rules = sub.add_parser("rules", help="check a rule-set file, or publish it to every worker")
+    rules.add_argument("action", choices=["check", "publish"])
+    rules.add_argument("file", help="a rule set, JSON or YAML (schemas/rule_set.schema.json)")
+    rules.set_defaults(func=cmd_rules)
 
     api_key = sub.add_parser("api-key", help="make an HTTP API key: the token, and the hashed entry for configuration")
     api_key.add_argument("--client", required=True, help="the caller's name (in logs and rate limits)")

@@ -63,6 +63,8 @@ def drift_emits(settings: Settings, metrics: Metrics, signals: Sequence[DriftSig
     emits = []
     for signal in signals:
         metrics.drift.labels(signal.target, signal.detector, signal.severity).inc()
+        if signal.target == "rule":
+            metrics.rules_shadowed.labels(signal.name).inc()
         log.warning("drift: %s %s (%s, %s)", signal.target, signal.name, signal.detector, signal.severity)
         emits.append(Emit(settings.topics.drift_signals, f"{signal.target}/{signal.name}".encode(), signal.to_json()))
     return emits

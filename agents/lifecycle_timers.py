@@ -1,5 +1,5 @@
 """The worker's model timers: publish the learner's checkpoint, follow the registry's pointer and
-the experiments (agents.experiment_arms).
+the experiments (agents.experiment_arms) and the published rule set.
 
 Apart from agents.lifecycle so that the runtime, which owns the lifecycle, and these timers, which
 need the runtime, import one way only.
@@ -28,3 +28,7 @@ def register_lifecycle(topology: Topology, runtime: Runtime) -> None:
             await lifecycle.follow()
         await runtime.arms.flush()
         await runtime.arms.follow(runtime.engine)
+
+    @resilient_timer(app, FOLLOW_INTERVAL_S, "reading the published rule set (the current rules are served)")
+    async def follow_rules() -> None:
+        await runtime.rules.follow()

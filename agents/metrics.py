@@ -46,6 +46,13 @@ class Metrics:
                                     registry=r)
         self.drift = Counter("streamsense_drift_signals_total", "Drift detections", ["target", "detector",
                              "severity"], registry=r)
+        self.rule_set = Gauge("streamsense_rule_set", "1 for the rule-set version this worker serves", ["version"],
+                              registry=r)
+        self.rule_sets_refused = Counter("streamsense_rule_sets_refused_total", "Published rule sets this worker "
+                                         "could not load (it kept serving the rules it had)", registry=r)
+        self.rules_shadowed = Counter("streamsense_rules_auto_shadowed_total", "Rules this worker switched to "
+                                      "shadow because they fired on far more decisions than their backtest",
+                                      ["rule"], registry=r)
         self.redis_errors = Counter("streamsense_redis_errors_total", "Failed Redis calls", ["operation"],
                                     registry=r)
         self.fenced = Counter("streamsense_fenced_batches", "Batches not committed: another worker owns their "

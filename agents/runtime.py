@@ -22,9 +22,11 @@ from agents.lifecycle import RECO_ROLE, ModelLifecycle
 from agents.messages import RawMessage
 from agents.metrics import Metrics
 from agents.reco_processor import RecoProcessor
+from agents.rules_follower import RulesFollower
 from agents.stores.checkpoints import RedisCheckpoints
 from agents.stores.experiments import ExperimentStore
 from agents.stores.keys import RedisKeys
+from agents.stores.rules import RedisRuleSets
 from agents.stores.trust import Epoch, EvictionReport, eviction_policy
 from online_models.engine import FraudEngine
 from online_models.reco_engine import RecoEngine
@@ -46,6 +48,7 @@ class Runtime(faust.Service):
         self.lifecycle: ModelLifecycle | None = None
         self.reco_learner: RecoLearner | None = None
         self.reco_lifecycle: ModelLifecycle | None = None  # the recommender's, like the fraud model's
+        self.rules: RulesFollower | None = None
         self.metrics = Metrics()
         self.redis: Redis | None = None
         self.processor: FraudProcessor | None = None
@@ -65,6 +68,7 @@ class Runtime(faust.Service):
         self.lifecycle = ModelLifecycle(self.engine, self.learner, checkpoints)
         self.reco_learner = RecoLearner(self.settings, self.reco_engine, self.metrics, LearnTopicReader(self.settings))
         self.reco_lifecycle = ModelLifecycle(self.reco_engine, self.reco_learner, checkpoints, RECO_ROLE)
+        self.rules = RulesFollower(self.engine, RedisRuleSets.on_redis(self.redis, self.settings), self.metrics)
         self.epoch = Epoch(self.redis, RedisKeys.from_settings(self.settings), self.settings.data_dir)
         # Test hooks before the first await: the agents may take a batch as soon as this yields.
         faults = Faults.from_env()  # None unless a reliability test asks for faults
@@ -75,6 +79,7 @@ class Runtime(faust.Service):
             await self.check_redis_trust()
             for lifecycle in self.lifecycles():
                 await lifecycle.restore()
+            await self.rules.follow()  # decide with the published rules from the first event
         except (RedisError, OSError) as exc:  # start anyway: decide degraded, restore when Redis answers
             log.error("Redis unreachable at start (%s): serving a fresh model, decisions degraded; the "
                       "checkpoint is restored as soon as Redis answers", exc)

@@ -23,6 +23,7 @@ from online_models.decisions import decide, reasons
 from online_models.drift import DriftMonitor
 from online_models.fraud_model import FraudClassifier
 from online_models.labels_learned import LabelsLearned
+from online_models.rule_watch import RuleRateWatch
 from online_models.rules import RuleSet, default_rule_set, rule_names
 from schemas.errors import StreamsenseError
 from schemas.internal_records import Snapshot
@@ -77,13 +78,16 @@ class FraudEngine:
         again (online_models.labels_learned).
     rules
         The rule set (the shipped default when None); a worker replaces it when one is published.
+    rule_watch
+        Switches a rule that fires far more than its backtest said to shadow (online_models.rule_watch).
     """
 
     def __init__(self, *, review_threshold: float = 0.5, decline_threshold: float = 0.85,
                  features: FeatureConfig = FeatureConfig(), seed: int = 42,
                  classifier: FraudClassifier | None = None, anomaly: AnomalyScorer | None = None,
                  warmup_positives: int = 100, classifier_weight: float = 0.8,
-                 label_memory_s: float = 45 * 86400.0, rules: RuleSet | None = None) -> None:
+                 label_memory_s: float = 45 * 86400.0, rules: RuleSet | None = None,
+                 rule_watch: RuleRateWatch | None = None) -> None:
         self.review_threshold = review_threshold
         self.decline_threshold = decline_threshold
         self.features = features
@@ -91,6 +95,7 @@ class FraudEngine:
         self.warmup_positives = warmup_positives
         self.classifier_weight = classifier_weight
         self.rules = rules or default_rule_set()
+        self.rule_watch = rule_watch or RuleRateWatch()
         self.drift = DriftMonitor(MODEL_NAME, feature_block=FEATURE_DRIFT_BLOCK)
         # A drift on error or label rate starts a fresh classifier in shadow; it replaces the
         # champion when it is more accurate on the same labels (online_models.champion).
@@ -104,7 +109,8 @@ class FraudEngine:
         """The engine the settings describe; ``models`` (classifier, anomaly) replace fresh ones."""
         return cls(review_threshold=settings.review_threshold, decline_threshold=settings.decline_threshold,
                    features=FeatureConfig.from_settings(settings), seed=settings.seed,
-                   label_memory_s=settings.snapshot_ttl_s + settings.max_past_s + settings.max_future_s, **models)
+                   label_memory_s=settings.snapshot_ttl_s + settings.max_past_s + settings.max_future_s,
+                   rule_watch=RuleRateWatch(settings.rules_watch_window, settings.rules_watch_min_seen), **models)
 
     @property
     def classifier(self) -> FraudClassifier:
@@ -155,6 +161,8 @@ class FraudEngine:
         )
         # The detectors see bounded values too: an ADWIN fed 1e308 would hold inf (and the checkpoint with it).
         self._signals.extend(self.drift.observe_decision(bounded(x), score, tx.ts, decision.model_version))
+        self.rules, switched = self.rule_watch.observe(rules, found, tx.ts, decision.model_version)
+        self._signals.extend(switched)
         # The merchant by pseudonym: snapshots wait in Redis (and travel to the learner) for days.
         snapshot = Snapshot(x, self.merchant_ref(tx.merchant_id), tx.ts, decision.score)
         return Scored(decision, result.user_state, result.merchant_update, snapshot, result.late)

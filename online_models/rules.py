@@ -45,6 +45,7 @@ class Rule:
     bump: float = 0.0  # add_score only
     mode: str = "active"  # or shadow
     why: str = ""
+    expected_rate: float | None = None  # share of decisions it fired on in its backtest (online_models.rule_watch)
 
     @property
     def reason_value(self) -> float:
@@ -63,6 +64,8 @@ class Rule:
             doc["bump"] = self.bump
         if self.why:
             doc["why"] = self.why
+        if self.expected_rate is not None:
+            doc["expected_rate"] = self.expected_rate
         return doc
 
 
@@ -162,8 +165,9 @@ def _rule(doc: Mapping) -> Rule:
         when = compile_condition(doc["when"])
     except ConditionRefused as exc:
         raise RuleSetRefused(f"rule {doc['name']!r}: {exc}") from None
+    expected = doc.get("expected_rate")
     return Rule(doc["name"], when, doc["action"], float(doc.get("bump", 0.0)), doc.get("mode", "active"),
-                doc.get("why", ""))
+                doc.get("why", ""), None if expected is None else float(expected))
 
 
 @functools.cache

@@ -25,7 +25,7 @@ DECISIONS = ("approve", "review", "decline")
 REASON_KINDS = ("feature", "rule", "anomaly", "flag", "input")
 INTERACTION_KINDS = ("view", "click", "cart", "purchase", "rating")
 STRATEGIES = ("personal", "popular", "explore")
-DRIFT_TARGETS = ("feature", "score", "error", "label_rate")
+DRIFT_TARGETS = ("feature", "score", "error", "label_rate", "rule")
 SEVERITIES = ("warning", "critical")
 MAX_ERROR_CHARS = 1000
 
@@ -238,8 +238,8 @@ class Recommendation(_Plain):
 @dataclass(frozen=True, slots=True)
 class DriftSignal(_Plain):
     signal_id: str
-    target: str  # feature, score, error or label_rate
-    name: str  # the feature's name, or the model's
+    target: str  # feature, score, error, label_rate or rule
+    name: str  # the feature's name, the model's, or the rule's
     detector: str
     statistic: float
     threshold: float

@@ -78,6 +78,7 @@ class Topics:
     recommendations: str = "recommendations"
     drift_signals: str = "drift-signals"
     model_events: str = "model-events"
+    rule_sets: str = "rule-sets"  # compacted, key "fraud": the rule set every worker follows
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,10 @@ class Settings:
     # Decisions
     review_threshold: float = 0.5
     decline_threshold: float = 0.85
+    # Rules (online_models.rule_watch): a rule whose hit rate over the last rules_watch_window
+    # decisions (judged after rules_watch_min_seen) far exceeds its backtest's is switched to shadow.
+    rules_watch_window: int = 1000
+    rules_watch_min_seen: int = 200
     # Event time
     allowed_lateness_s: float = 300.0
     # On every input topic, in both formats: events further ahead of / behind the wall clock are

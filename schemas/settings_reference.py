@@ -57,7 +57,8 @@ ABOUT: dict[str, About] = {
                         "most workers you will run)", low=1, high=10_000),
     "topics": About("topic names, one variable per topic: `STREAMSENSE_TOPIC_TRANSACTIONS`, `_FRAUD_LABELS`, "
                     "`_FRAUD_DECISIONS`, `_DEAD_LETTERS`, `_INTERACTIONS`, `_RECO_REQUESTS`, `_RECOMMENDATIONS`, "
-                    "`_DRIFT_SIGNALS`, `_MODEL_EVENTS` (defaults: the names under \"Topics and messages\")"),
+                    "`_DRIFT_SIGNALS`, `_MODEL_EVENTS`, `_RULE_SETS` (defaults: the names under "
+                    "\"Topics and messages\")"),
     # Redis
     "redis_url": About("`rediss://user:password@host/0` for AUTH over TLS"),
     "redis_cluster": About("`auto` asks the server at start; `yes` / `no` force Redis Cluster or a single node"),
@@ -75,6 +76,10 @@ ABOUT: dict[str, About] = {
     "review_threshold": About("score from which a transaction is reviewed", low=0, high=1),
     "decline_threshold": About("score from which a transaction is declined (at least the review threshold)",
                                low=0, high=1),
+    "rules_watch_window": About("decisions over which a rule's hit rate is compared with its `expected_rate`; "
+                                "one far above it is switched to shadow ([Rules as data](#rules-as-data))", low=1),
+    "rules_watch_min_seen": About("decisions a worker sees with a rule set before it judges any rule's hit rate",
+                                  low=1),
     "allowed_lateness_s": About("event-time lateness merged into windows", low=0),
     "max_future_s": About("an event time further ahead of the wall clock is a dead letter, on every input topic",
                           low=0),

@@ -14,6 +14,11 @@ from agents import clients
 from schemas.settings import Settings
 
 
+def compacted(settings: Settings) -> set[str]:
+    """Control topics whose latest message per key is what matters (Kafka keeps it, compacts the rest)."""
+    return {settings.topics.rule_sets}
+
+
 def all_topics(settings: Settings) -> list[str]:
     return [getattr(settings.topics, f.name) for f in dataclasses.fields(settings.topics)]
 
@@ -35,7 +40,9 @@ async def create_topics(settings: Settings, names: list[str] | None = None, time
             await asyncio.sleep(0.2)
     try:
         try:
-            await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+            compact = compacted(settings)
+            await admin.create_topics([NewTopic(n, partitions, 1, topic_configs={"cleanup.policy": "compact"}
+                                                if n in compact else None) for n in names])
         except TopicAlreadyExistsError:
             pass
         while True:

@@ -112,6 +112,10 @@ class RedisKeys:
         """Sorted set event_id -> event ts of decisions still waiting for a label."""
         return f"{self.fraud}:pending"
 
+    def rule_set(self, role: str) -> str:
+        """The published rule set every worker follows (agents.rules_follower)."""
+        return f"{self.prefix}:rules:{role}"
+
     def unpublished(self) -> str:
         """Sorted set event_id -> commit time of HTTP decisions the broker has not acknowledged yet."""
         return f"{self.fraud}:unpublished"

@@ -13,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from agents.commands.rules import load_rules_file
 from agents.sim.traffic import SIMULATED_LABEL_HORIZON_S, TrafficSimulator
 from online_models.engine import FraudEngine
 from online_models.replay import FraudReplay
@@ -209,3 +210,16 @@ def test_the_readmes_example_rule_set_loads_and_acts_as_described() -> None:
     assert decide_with([doc["rules"][1]], country="KP").decision == "decline"
     assert decide_with([doc["rules"][1], doc["rules"][3]], country="KP", user_id="u-0001").decision == "approve"
     assert rules["try_me"].mode == "shadow" and rules["card_testing"].bump == 0.6
+
+
+def test_rules_files_load_from_json_and_yaml_and_a_bad_one_is_refused_by_name(tmp_path) -> None:
+    yaml = pytest.importorskip("yaml")
+    doc = default_rule_set().to_doc()
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(doc))
+    (tmp_path / "bad.yml").write_text("version: v\nrules:\n  - {name: x, when: 'amount.real > 1', action: allow}\n")
+    assert load_rules_file(str(tmp_path / "r.json")).to_doc() == load_rules_file(str(tmp_path / "r.yaml")).to_doc()
+    with pytest.raises(SystemExit, match="bad.yml refused: rule 'x': Attribute is not part"):
+        load_rules_file(str(tmp_path / "bad.yml"))
+    with pytest.raises(SystemExit, match="missing.json refused"):
+        load_rules_file(str(tmp_path / "missing.json"))
