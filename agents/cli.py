@@ -154,6 +154,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         print_ranking(bench_ranking(candidates=args.candidates, requests=args.requests))
         return 0
+    if args.what == "capacity":
+        from agents.bench.capacity import measure, print_capacity
+
+        print_capacity(measure(transactions=args.events))
+        return 0
     if args.what == "api":
         from agents.bench.api import print_api, run_api_bench
 
@@ -264,12 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     api_key.set_defaults(func=cmd_api_key)
 
     bench = sub.add_parser("bench", help="measure hot paths side by side (see BENCHMARKS.md)")
-    bench.add_argument("what", choices=["ranking", "pipeline", "api"],
+    bench.add_argument("what", choices=["ranking", "pipeline", "api", "capacity"],
                        help="ranking: one recommendation answer; pipeline: both paths against bare and naive Faust; "
-                            "api: the HTTP API at a fixed request rate")
+                            "api: the HTTP API at a fixed request rate; capacity: per-core costs of the worker, "
+                            "a Redis shard and the one learner (BENCHMARKS.md's capacity model)")
     bench.add_argument("--candidates", type=int, default=1000, help="ranking: candidate items")
     bench.add_argument("--requests", type=int, default=300, help="ranking: requests timed")
-    bench.add_argument("--events", type=int, default=20_000, help="pipeline: backlog per throughput run")
+    bench.add_argument("--events", type=int, default=20_000,
+                       help="pipeline: backlog per throughput run; capacity: transactions measured")
     bench.add_argument("--runs", type=int, default=3, help="pipeline: throughput runs per scenario (median)")
     bench.add_argument("--rate", type=float, default=0.0,
                        help="pipeline: offered load for the latency runs (default: half each scenario's capacity)")
