@@ -26,6 +26,7 @@ def register_lifecycle(topology: Topology, runtime: Runtime) -> None:
     async def follow_model() -> None:
         for lifecycle in runtime.lifecycles():
             await lifecycle.follow()
+            runtime.metrics.checkpoint_serving.labels(lifecycle.role).set(lifecycle.serving_version or 0)
         await runtime.arms.flush()
         await runtime.arms.follow(runtime.engine)
 

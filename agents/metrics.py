@@ -41,6 +41,8 @@ class Metrics:
                             "labels", ["model"], registry=r)
         self.model_version = Gauge("streamsense_model_version", "Examples the model has learned (the number "
                                    "after the generation in model_version)", ["model"], registry=r)
+        self.checkpoint_serving = Gauge("streamsense_checkpoint_serving", "The checkpoint version this worker "
+                                        "serves, per model role (0: none, a fresh model)", ["role"], registry=r)
         self.learn_position = Gauge("streamsense_learn_position", "Last learn-topic offset the model holds "
                                     "(what a checkpoint published now would resume after)", ["partition"],
                                     registry=r)

@@ -12,8 +12,10 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
+from waiting import wait_until_async
 
 from agents.dev.embedded import free_port
+from agents.dev.probes import metric
 from agents.stores.checkpoints import RedisCheckpoints
 from online_models.engine import FraudEngine
 from schemas.records import Transaction
@@ -63,6 +65,20 @@ async def decide_probe(settings: Settings, consumer: AIOKafkaConsumer, event_id:
     raise AssertionError(f"no decision for {event_id}")
 
 
+def served(port: int) -> float | None:
+    """The fraud checkpoint the worker serves (its metric, set once it is installed); None before
+    its web server is up."""
+    try:
+        return metric(port, "streamsense_checkpoint_serving", role="fraud")
+    except OSError:
+        return None
+
+
+async def serving(settings: Settings, version: int) -> None:
+    await wait_until_async(lambda: served(settings.web_port) == version, 90,
+                           f"the worker to serve fraud checkpoint v{version}")
+
+
 async def scenario(settings: Settings) -> dict:
     redis = Redis.from_url(settings.redis_url.get_secret_value())
     store = RedisCheckpoints.on_redis(redis, settings)
@@ -77,14 +93,14 @@ async def scenario(settings: Settings) -> dict:
     await consumer.start()
     events: list[dict] = []
     try:
-        await asyncio.sleep(2)  # the worker follows the registry every second
+        await serving(settings, 2)  # the worker follows the registry every second
         serving_latest = await decide_probe(settings, consumer, "probe-1", events)
         listing = streamsense(settings, "models", "list")
         rollback = json.loads(streamsense(settings, "models", "rollback").strip().splitlines()[-1])
-        await asyncio.sleep(2)
+        await serving(settings, 1)
         serving_rolled_back = await decide_probe(settings, consumer, "probe-2", events)
         streamsense(settings, "models", "promote", "2")
-        await asyncio.sleep(2)
+        await serving(settings, 2)
         serving_promoted = await decide_probe(settings, consumer, "probe-3", events)
         for tp, records in (await consumer.getmany(timeout_ms=2000)).items():
             events += [json.loads(r.value) for r in records if tp.topic == settings.topics.model_events]
