@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import functools
 import logging.config
+import math
 import sys
 
 from agents.logs import logging_config
@@ -123,6 +124,19 @@ def cmd_experiments(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(option: str, text: str | None, default: float) -> float:
+    """Epoch seconds or an ISO-8601 time with a zone (as the input topics take them)."""
+    from schemas.errors import BadTimestamp
+    from schemas.validation import timestamp
+
+    if text is None:
+        return default
+    try:
+        return timestamp(option, float(text) if text.replace(".", "", 1).isdigit() else text)
+    except BadTimestamp as exc:
+        sys.exit(f"streamsense: {exc}")
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     from agents.commands import rules as rules_command
 
@@ -131,6 +145,9 @@ def cmd_rules(args: argparse.Namespace) -> int:
         print(f"{args.file}: rule set {rules.version}, {len(rules.rules)} rules, valid")
     elif args.action == "publish":
         asyncio.run(rules_command.publish(_settings(), args.file))
+    else:
+        asyncio.run(rules_command.run_backtest(_settings(), args.file, since=_when("--since", args.since, 0.0),
+                                               until=_when("--until", args.until, math.inf), as_json=args.json))
     return 0
 
 
@@ -258,9 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ramp automatically after this many labelled events per share (0: by command)")
     exp.set_defaults(func=cmd_experiments)
 
-    rules = sub.add_parser("rules", help="check a rule-set file, or publish it to every worker")
-    rules.add_argument("action", choices=["check", "publish"])
+    rules = sub.add_parser("rules", help="check a rule-set file, publish it to every worker, or backtest it")
+    rules.add_argument("action", choices=["check", "publish", "backtest"])
     rules.add_argument("file", help="a rule set, JSON or YAML (schemas/rule_set.schema.json)")
+    rules.add_argument("--since", default=None, help="backtest: events decided from (epoch seconds or ISO-8601)")
+    rules.add_argument("--until", default=None, help="backtest: events decided before (epoch seconds or ISO-8601)")
+    rules.add_argument("--json", action="store_true", help="backtest: the report as JSON")
     rules.set_defaults(func=cmd_rules)
 
     api_key = sub.add_parser("api-key", help="make an HTTP API key: the token, and the hashed entry for configuration")

@@ -82,6 +82,12 @@ def average_precision(labels: list[bool], scores: list[float]) -> float:
     return total / positives
 
 
+def total_cost(missed_fraud_amount: float, flagged: int, review_cost: float) -> float:
+    """The cost figure of a run: the amount of fraud let through, plus ``review_cost`` per event
+    reviewed or declined (someone looks at each)."""
+    return round(missed_fraud_amount + flagged * review_cost, 2)
+
+
 @dataclass
 class BinaryScores:
     """Prequential figures of one configuration on a binary stream."""
@@ -125,7 +131,7 @@ class BinaryScores:
             "precision_at_decline": p_decline, "recall_at_decline": r_decline,
             "missed_fraud_amount": round(self.missed_fraud_amount, 2),
             "review_cost": round(self.reviewed * self.review_cost, 2),
-            "total_cost": round(self.missed_fraud_amount + self.reviewed * self.review_cost, 2),
+            "total_cost": total_cost(self.missed_fraud_amount, self.reviewed, self.review_cost),
             "us_per_event": self.seconds / n * 1e6 if n else float("nan"),
         }
 

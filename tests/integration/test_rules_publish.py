@@ -163,3 +163,33 @@ async def runaway_rule(settings: Settings, tmp_path) -> None:
 def test_a_rule_firing_far_above_its_backtest_rate_is_switched_to_shadow(settings: Settings, worker,
                                                                            tmp_path) -> None:
     asyncio.run(runaway_rule(settings, tmp_path))
+
+
+async def labelled_then_backtested(settings: Settings, tmp_path) -> dict:
+    async with Probe(settings) as probe:
+        decided = []
+        for i in range(8):
+            decided += await probe.decide(f"shopper-{i}")
+        for i, d in enumerate(decided):
+            label = {"event_id": d["event_id"], "is_fraud": i % 2 == 0, "ts": time.time()}
+            await probe.producer.send(settings.topics.fraud_labels, json.dumps(label).encode(),
+                                      key=d["event_id"].encode())
+        await probe.producer.flush()
+    candidate = rules_file(tmp_path, "t-bt", {"name": "all_big", "when": "amount >= 20", "action": "decline"})
+
+    def report() -> dict | None:
+        done = streamsense(settings, "rules", "backtest", candidate, "--since", str(time.time() - 3600), "--json")
+        assert done.returncode == 0, done.stderr
+        found = json.loads(done.stdout)
+        return found if found["events"] == len(decided) else None
+
+    return await wait_until_async(lambda: asyncio.to_thread(report), timeout=60,
+                                  what="the backtest to see every labelled snapshot")
+
+
+def test_backtest_reads_the_labelled_snapshots_the_workers_kept(settings: Settings, worker, tmp_path) -> None:
+    report = asyncio.run(labelled_then_backtested(settings, tmp_path))
+    assert report["live_version"] == "default-1" and report["candidate_version"] == "t-bt"
+    assert report["frauds"] == 4 and report["rules"]["all_big"]["hits"] == 8
+    assert report["rules"]["all_big"]["precision"] == 0.5 and report["rules"]["all_big"]["recall"] == 1.0
+    assert report["changes"]["approve"]["decline"] == 8 and report["candidate"]["total_cost"] == 40.0
