@@ -58,6 +58,8 @@ class Figures:
         self.decisions[doc["decision"]] += 1
         self.degraded += bool(doc.get("degraded"))
         self.model_version = f"{doc.get('model')} v{doc.get('model_version')}"
+        if doc.get("rules"):
+            self.model_version += f"  rules {doc['rules']['version']}"
         self.processing_ms.append(float(doc.get("latency_ms", 0.0)))
         self.arrivals.append(now)
         sent = truth.sent_at.pop(doc["event_id"], None)

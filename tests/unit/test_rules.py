@@ -223,3 +223,12 @@ def test_rules_files_load_from_json_and_yaml_and_a_bad_one_is_refused_by_name(tm
         load_rules_file(str(tmp_path / "bad.yml"))
     with pytest.raises(SystemExit, match="missing.json refused"):
         load_rules_file(str(tmp_path / "missing.json"))
+
+
+def test_the_dev_dashboard_shows_the_rule_set_version() -> None:
+    from agents.dev.dashboard import Figures
+    from agents.sim.simulator import Truth
+
+    figures, truth = Figures(), Truth()
+    figures.add_decision(json.loads(decide_with([]).to_json()), truth, START)
+    assert "model         lr+hst+rules v1.0.0  rules t-7" in figures.render(truth, START)
