@@ -18,7 +18,7 @@ demo: venv
 
 CLUSTER_TIER = tests/integration/test_fraud_processor.py tests/integration/test_reco_processor.py \
 	tests/integration/test_checkpoints.py tests/integration/test_redis_trust.py \
-	tests/integration/test_fraud_path.py tests/integration/test_reco_path.py tests/integration/test_experiment_arms.py
+	tests/integration/test_reco_path.py tests/integration/test_experiment_arms.py
 
 test: venv
 	$(VENV)/bin/ruff check .
