@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from agents.messages import Emit, Refused
 from agents.metrics import Metrics
 from schemas.internal_records import LearnExample, learn_batches
-from schemas.records import DriftSignal, FraudDecision
+from schemas.records import DriftSignal, FraudDecision, ReviewCase
 from schemas.settings import Settings
 from streams.app import MAX_REQUEST_BYTES
 
@@ -41,14 +41,23 @@ class FraudOutcome:
         self.signals.extend(other.signals)
 
     def to_emits(self, settings: Settings, metrics: Metrics) -> list[Emit]:
-        topics = settings.topics
-        emits = [Emit(topics.fraud_decisions, d.event_id.encode(), d.to_json()) for d in self.decisions]
+        emits = [e for d in self.decisions for e in decision_emits(settings, d)]
         for refused in self.refused:
             refused.count(metrics)
             emits.append(refused.emit(settings))
         emits.extend(learn_messages(settings, self.examples))
         emits.extend(drift_emits(settings, metrics, self.signals))
         return emits
+
+
+def decision_emits(settings: Settings, decision: FraudDecision) -> list[Emit]:
+    """A decision for fraud-decisions and, when it is a review, its case for review-cases."""
+    key = decision.event_id.encode()
+    emits = [Emit(settings.topics.fraud_decisions, key, decision.to_json())]
+    if decision.decision == "review":
+        emits.append(Emit(settings.topics.review_cases, key,
+                          ReviewCase(decision.event_id, decision.decided_at, decision).to_json()))
+    return emits
 
 
 def learn_messages(settings: Settings, examples: Sequence[LearnExample]) -> list[Emit]:

@@ -39,7 +39,7 @@ from redis.exceptions import RedisError
 
 from agents.breaker import CircuitBreaker
 from agents.experiment_arms import ExperimentArms
-from agents.fraud_outcome import FraudOutcome
+from agents.fraud_outcome import FraudOutcome, decision_emits
 from agents.intake import Intake
 from agents.journal import DegradedJournal
 from agents.label_path import LabelPath
@@ -231,8 +231,7 @@ class TransactionPath:
         for msg, letter in letters:
             record = decided.get(msg.source)
             if record is not None and record.source == msg.source:
-                out.append(Emit(self.settings.topics.fraud_decisions, record.decision.event_id.encode(),
-                                record.decision.to_json()))
+                out.extend(decision_emits(self.settings, record.decision))
             elif msg.via_api:
                 out.append(letter)
             else:

@@ -20,6 +20,7 @@ from schemas.records import (
     RecoItem,
     RecoRequest,
     Recommendation,
+    ReviewCase,
     RulesApplied,
     Transaction,
 )
@@ -55,6 +56,12 @@ CONTRACTS = (
         model="lr+hst+rules", model_version="1.5120.88016", degraded=False, late=False, latency_ms=3.2,
         decided_at=1795514400.41, rules=RulesApplied("default-1", ("card_testing",), ()),
         experiment="exp-fraud-5f3a9c", arm="control").to_dict()),
+    Contract("review-cases", "event_id", "review_case.schema.json", ReviewCase(
+        event_id="tx-20261124-000057", opened_at=1795514460.2, decision=FraudDecision(
+            event_id="tx-20261124-000057", score=0.63, decision="review",
+            reasons=(Reason("amount_spike", "rule", 0.4), Reason("user_amount_z", "feature", 1.1)),
+            model="lr+hst+rules", model_version="1.5120.88016", degraded=False, late=False, latency_ms=2.9,
+            decided_at=1795514460.2, rules=RulesApplied("default-1", ("amount_spike",), ()))).to_dict()),
     Contract("interactions", "user_id", "interaction.schema.json", Interaction(
         event_id="int-000917", ts=1795514460.0, user_id="u-1842", item_id="item-0311", kind="rating",
         rating=4.0).to_dict()),

@@ -172,6 +172,27 @@ class FraudDecision(_Plain):
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewCase:
+    """A ``review`` decision as a case for a person to work: opened when the decision is made."""
+
+    event_id: str
+    opened_at: float  # when the decision was made
+    decision: FraudDecision
+    status: str = "open"
+
+    def to_dict(self) -> dict:
+        return {"event_id": self.event_id, "status": self.status, "opened_at": self.opened_at,
+                "decision": self.decision.to_dict()}
+
+    def to_json(self) -> bytes:
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> ReviewCase:
+        return cls(d["event_id"], d["opened_at"], FraudDecision.from_dict(d["decision"]), d["status"])
+
+
+@dataclass(frozen=True, slots=True)
 class Interaction(_Plain):
     event_id: str
     ts: float

@@ -79,6 +79,7 @@ class Topics:
     drift_signals: str = "drift-signals"
     model_events: str = "model-events"
     rule_sets: str = "rule-sets"  # compacted, key "fraud": the rule set every worker follows
+    review_cases: str = "review-cases"  # key event_id: one case per review decision
 
 
 @dataclass(frozen=True)

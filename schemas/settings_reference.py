@@ -57,7 +57,7 @@ ABOUT: dict[str, About] = {
                         "most workers you will run)", low=1, high=10_000),
     "topics": About("topic names, one variable per topic: `STREAMSENSE_TOPIC_TRANSACTIONS`, `_FRAUD_LABELS`, "
                     "`_FRAUD_DECISIONS`, `_DEAD_LETTERS`, `_INTERACTIONS`, `_RECO_REQUESTS`, `_RECOMMENDATIONS`, "
-                    "`_DRIFT_SIGNALS`, `_MODEL_EVENTS`, `_RULE_SETS` (defaults: the names under "
+                    "`_DRIFT_SIGNALS`, `_MODEL_EVENTS`, `_RULE_SETS`, `_REVIEW_CASES` (defaults: the names under "
                     "\"Topics and messages\")"),
     # Redis
     "redis_url": About("`rediss://user:password@host/0` for AUTH over TLS"),

@@ -99,13 +99,14 @@ class Probe:
 
 async def published_then_refused(settings: Settings, tmp_path) -> None:
     block = {"name": "blocked_user", "when": "user_id == 'mallory'", "action": "decline"}
+    odd = {"name": "odd_user", "when": "user_id == 'oscar'", "action": "review"}
     async with Probe(settings) as probe:
         before = (await probe.decide("mallory"))[0]
         assert before["rules"]["version"] == "default-1" and before["decision"] == "approve"
 
-        done = streamsense(settings, "rules", "publish", rules_file(tmp_path, "t-2", block))
+        done = streamsense(settings, "rules", "publish", rules_file(tmp_path, "t-2", block, odd))
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout) == {"published": "t-2", "rules": 6, "shadow": []}
+        assert json.loads(done.stdout) == {"published": "t-2", "rules": 7, "shadow": []}
 
         async def serving_t2() -> dict | None:
             d = (await probe.decide("mallory"))[0]
@@ -115,6 +116,8 @@ async def published_then_refused(settings: Settings, tmp_path) -> None:
         assert d["decision"] == "decline" and d["rules"]["fired"] == ["blocked_user"]
         assert "blocked_user" in [r["name"] for r in d["reasons"] if r["kind"] == "rule"]
         assert (await probe.decide("trent"))[0]["decision"] == "approve"
+        reviewed = (await probe.decide("oscar"))[0]
+        assert reviewed["decision"] == "review" and reviewed["rules"]["fired"] == ["odd_user"]
 
         # A document that does not load (written past the command) is refused; t-2 keeps serving.
         redis = Redis.from_url(settings.redis_url.get_secret_value())
@@ -132,6 +135,15 @@ async def published_then_refused(settings: Settings, tmp_path) -> None:
     finally:
         await consumer.stop()
     assert [(r.key, json.loads(r.value)["version"]) for r in records] == [(b"fraud", "t-2")]
+    cases = AIOKafkaConsumer(settings.topics.review_cases, bootstrap_servers=settings.bootstrap_servers,
+                             auto_offset_reset="earliest")
+    await cases.start()
+    try:  # the review decision's case, emitted with it (before its batch was acknowledged)
+        opened = [json.loads(r.value) for batch in (await cases.getmany(timeout_ms=5000)).values() for r in batch]
+    finally:
+        await cases.stop()
+    assert [(c["event_id"], c["status"], c["decision"]) for c in opened] == [
+        (reviewed["event_id"], "open", reviewed)]
 
 
 def test_a_published_rule_set_is_served_and_a_broken_one_refused(settings: Settings, worker, tmp_path) -> None:

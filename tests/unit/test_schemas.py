@@ -24,6 +24,7 @@ from schemas.records import (
     ModelEvent,
     RecoRequest,
     Recommendation,
+    ReviewCase,
     Transaction,
 )
 from schemas.settings import Settings
@@ -44,7 +45,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 RECORDS = {"transaction": Transaction, "fraud_label": FraudLabel, "fraud_decision": FraudDecision,
            "dead_letter": DeadLetter, "interaction": Interaction, "reco_request": RecoRequest,
            "recommendation": Recommendation, "drift_signal": DriftSignal,
-           "model_event": ModelEvent, "experiment_event": ExperimentEvent}
+           "model_event": ModelEvent, "experiment_event": ExperimentEvent, "review_case": ReviewCase}
 
 
 def valid_tx(**changes) -> dict:
