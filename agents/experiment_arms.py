@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 
 from redis.exceptions import RedisError
 
+from agents.metrics import Metrics
 from agents.stores.checkpoints import RedisCheckpoints
 from agents.stores.experiments import ExperimentStore
 from online_models.champion import ChampionChallenger
@@ -43,8 +44,9 @@ ROLE = "fraud"
 
 class ExperimentArms:
     def __init__(self, settings: Settings, store: ExperimentStore | None = None,
-                 checkpoints: RedisCheckpoints | None = None) -> None:
+                 checkpoints: RedisCheckpoints | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.store = store  # None: no experiments (tests and tools that build a path alone)
         self.checkpoints = checkpoints
         self.running: dict[str, Experiment] = {}  # model -> its running experiment
@@ -67,6 +69,14 @@ class ExperimentArms:
                 log.info("experiment on %s: %s", model, "none" if now is None else
                          f"{now.experiment_id} treatment {now.treatment} at {now.share:g} %")
         self.running = running
+
+    def adopt(self, experiment: Experiment) -> None:
+        """Route by ``experiment`` as changed by this worker (a rollback or ramp it applied), before
+        the next follow reads it back."""
+        if experiment.running:
+            self.running[experiment.model] = experiment
+        elif self.running.get(experiment.model, experiment).experiment_id == experiment.experiment_id:
+            self.running.pop(experiment.model, None)
 
     async def _load(self, version: int) -> FraudEngine | None:
         try:
@@ -117,21 +127,30 @@ class ExperimentArms:
             if d.experiment is not None:
                 self.counts[(d.experiment, d.arm, "n")] += 1
                 self.counts[(d.experiment, d.arm, d.decision)] += 1
+                self.metrics.experiment_outcomes.labels(d.experiment, d.arm, d.decision).inc()
 
     def labelled(self, snapshot: Snapshot, is_fraud: bool) -> None:
-        """Tally an observed label of a decision made in an experiment: confusion counts at the review
-        threshold (review or decline flags), and the cost (a missed fraud costs its amount, a review
-        ``review_cost``)."""
-        if snapshot.arm is None:
+        """Tally the outcome of a decision made in an experiment -- a label, or legitimate by default at
+        the label horizon --: confusion counts at the review threshold (review or decline flags), and
+        the cost (a missed fraud costs its amount, a review ``REVIEW_COST``). A chargeback after the
+        horizon corrects the legitimate outcome counted then; a confirmation then changes nothing."""
+        if snapshot.arm is None or (snapshot.assumed_legitimate and not is_fraud):
             return
         experiment_id, arm = snapshot.arm
+        tally = self.counts
         flagged = snapshot.score >= self.settings.review_threshold
         declined = snapshot.score >= self.settings.decline_threshold
-        cost = (float(snapshot.features.get("amount", 0.0)) if is_fraud and not flagged else 0.0) + \
-            (REVIEW_COST if flagged and not declined else 0.0)
-        outcome = ("tp" if flagged else "fn") if is_fraud else ("fp" if flagged else "tn")
-        for counter, amount in (("labels", 1), (outcome, 1), ("cost", cost), ("cost2", cost * cost)):
-            self.counts[(experiment_id, arm, counter)] += amount
+        review = REVIEW_COST if flagged and not declined else 0.0
+        cost = (float(snapshot.features.get("amount", 0.0)) if is_fraud and not flagged else 0.0) + review
+        if snapshot.assumed_legitimate:  # counted as legitimate (review cost only) at the horizon: correct it
+            tally[(experiment_id, arm, "fp" if flagged else "tn")] -= 1
+            tally[(experiment_id, arm, "cost")] -= review
+            tally[(experiment_id, arm, "cost2")] -= review * review
+        else:
+            tally[(experiment_id, arm, "labels")] += 1
+        tally[(experiment_id, arm, ("tp" if flagged else "fn") if is_fraud else ("fp" if flagged else "tn"))] += 1
+        tally[(experiment_id, arm, "cost")] += cost
+        tally[(experiment_id, arm, "cost2")] += cost * cost
         self.scores.append((experiment_id, arm, snapshot.score, is_fraud))
 
     def reco(self, control: RecoEngine, user_id: str) -> tuple[RecoEngine, Experiment | None, str | None]:
@@ -152,6 +171,7 @@ class ExperimentArms:
         if rec.experiment is not None:
             self.counts[(rec.experiment, rec.arm, "n")] += 1
             self.counts[(rec.experiment, rec.arm, rec.strategy)] += 1
+            self.metrics.experiment_outcomes.labels(rec.experiment, rec.arm, rec.strategy).inc()
 
     async def flush(self) -> None:
         """Add the tallies to Redis; kept for the next tick if Redis does not answer."""

@@ -108,8 +108,8 @@ class LabelPath:
             if example.observed:
                 delay = (label_ts or {}).get(example.event_id, snapshot.ts) - snapshot.ts
                 self.metrics.labelled(MODEL_NAME, example.is_fraud, snapshot.score, delay)
-                self.arms.labelled(snapshot, example.is_fraud)
                 self.stats.labels_learned += 1
+            self.arms.labelled(snapshot, example.is_fraud)  # an assumed label too: the decision's outcome
         await self.store.apply_merchant_updates(updates)
         return list(examples)
 

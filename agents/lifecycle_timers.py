@@ -7,6 +7,7 @@ need the runtime, import one way only.
 
 from __future__ import annotations
 
+from agents.batching import emit_all
 from agents.runtime import Runtime
 from agents.timers import resilient_timer
 from streams.app import Topology
@@ -27,7 +28,10 @@ def register_lifecycle(topology: Topology, runtime: Runtime) -> None:
         for lifecycle in runtime.lifecycles():
             await lifecycle.follow()
             runtime.metrics.checkpoint_serving.labels(lifecycle.role).set(lifecycle.serving_version or 0)
+        # Experiments: this worker's outcomes in, the guardrails judged on everyone's, then the
+        # experiments as they are now.
         await runtime.arms.flush()
+        await emit_all(app, await runtime.guard.judge(list(runtime.arms.running.values())))
         await runtime.arms.follow(runtime.engine)
 
     @resilient_timer(app, FOLLOW_INTERVAL_S, "reading the published rule set (the current rules are served)")

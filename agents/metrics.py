@@ -1,7 +1,7 @@
 """Prometheus metrics of one worker, in its own registry, named by Prometheus conventions.
 
 No label ever carries a user id: labels are topics, partitions, outcomes, stages, strategies,
-model names, detectors and dependencies.
+model names, detectors, dependencies, experiment ids and arms.
 """
 
 from __future__ import annotations
@@ -75,6 +75,15 @@ class Metrics:
                                      buckets=LATENCY_BUCKETS, registry=r)
         self.api_pending = Gauge("streamsense_api_pending", "HTTP API requests in progress (bounded by "
                                  "api_max_pending)", registry=r)
+        self.experiment_share = Gauge("streamsense_experiment_share", "Percent of users in the treatment arm of "
+                                      "each running experiment", ["model", "experiment"], registry=r)
+        self.experiment_figure = Gauge("streamsense_experiment_figure", "Outcome figures per experiment arm (all "
+                                       "workers' outcomes: every worker exports the same value), with the 95 % "
+                                       "interval's low and high bounds", ["experiment", "arm", "figure", "bound"],
+                                       registry=r)
+        self.experiment_outcomes = Counter("streamsense_experiment_outcomes_total", "Decisions (fraud) and answers "
+                                           "(reco) made in an experiment, by arm and outcome (this worker's)",
+                                           ["experiment", "arm", "outcome"], registry=r)
         self._rolling = river_metrics.RollingROCAUC(window_size=1000)
         self.breaker.labels("redis").set(0.0)
 

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from agents.clients import redis_client
 from agents.experiment_arms import ExperimentArms
+from agents.experiment_guard import ExperimentGuard
 from agents.faults import Faults, stop_before_commit
 from agents.fraud_outcome import FraudOutcome
 from agents.fraud_processor import FraudProcessor
@@ -54,6 +55,7 @@ class Runtime(faust.Service):
         self.processor: FraudProcessor | None = None
         self.reco: RecoProcessor | None = None
         self.arms: ExperimentArms | None = None
+        self.guard: ExperimentGuard | None = None
         self.epoch: Epoch | None = None
         self.eviction: EvictionReport | None = None
         self._claimed: tuple[int, tuple[int, ...]] | None = None  # (generation, partitions) last claimed
@@ -61,7 +63,9 @@ class Runtime(faust.Service):
     async def on_start(self) -> None:
         self.redis = redis_client(self.settings)
         checkpoints = RedisCheckpoints.on_redis(self.redis, self.settings)
-        self.arms = ExperimentArms(self.settings, ExperimentStore.on_redis(self.redis, self.settings), checkpoints)
+        experiments = ExperimentStore.on_redis(self.redis, self.settings)
+        self.arms = ExperimentArms(self.settings, experiments, checkpoints, self.metrics)
+        self.guard = ExperimentGuard(self.settings, experiments, self.arms, self.metrics)
         self.processor = FraudProcessor.on_redis(self.redis, self.settings, self.engine, self.metrics, self.arms)
         self.reco = RecoProcessor.on_redis(self.redis, self.settings, self.reco_engine, self.metrics, self.arms)
         self.learner = Learner(self.settings, self.engine, self.metrics, LearnTopicReader(self.settings))

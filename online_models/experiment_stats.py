@@ -129,6 +129,9 @@ class Verdict:
     action: str  # hold, rollback, ramp
     reason: str
     share: float | None = None  # the share to ramp to
+    target: str = ""  # rollback: what broke, as a drift target ("score": review+decline rate; "error": cost, hits)
+    difference: float = 0.0  # rollback: the treatment's figure minus control's (reco: control's hit rate minus)
+    bound: float = 0.0  # rollback: the bound it broke
 
 
 def _worse(t_k: float, t_n: float, c_k: float, c_n: float, bound: float, z: float) -> tuple[bool, float, float]:
@@ -155,7 +158,8 @@ def verdict(experiment: Experiment, counts: Mapping[str, Mapping[str, float]],
                                     c.get("review", 0) + c.get("decline", 0), c_n, g.max_flag_increase, g.z)
             if broken:
                 return Verdict("rollback", f"guardrail: review+decline rate {pt:.3f} vs control {pc:.3f} "
-                                           f"(bound +{g.max_flag_increase:g})")
+                                           f"(bound +{g.max_flag_increase:g})", None, "score", pt - pc,
+                               g.max_flag_increase)
         c_l, t_l = c.get("labels", 0), t.get("labels", 0)
         if min(c_l, t_l) >= g.min_labels:
             mt, (_, _) = mean_interval(t.get("cost", 0), t.get("cost2", 0), t_l)
@@ -164,9 +168,11 @@ def verdict(experiment: Experiment, counts: Mapping[str, Mapping[str, float]],
             var_c = max(c.get("cost2", 0) / c_l - mc * mc, 0.0) / c_l
             if mt - mc - g.max_cost_increase > g.z * math.sqrt(var_t + var_c):
                 return Verdict("rollback", f"guardrail: cost per labelled event {mt:.2f} vs control {mc:.2f} "
-                                           f"(bound +{g.max_cost_increase:g})")
+                                           f"(bound +{g.max_cost_increase:g})", None, "error", mt - mc,
+                               g.max_cost_increase)
         held = t_l - experiment.stage_started
-        fair = min(c_l, t_l) >= g.min_labels
+        # Ramped only once every guardrail could be judged (and held): never on labels alone.
+        fair = min(c_l, t_l) >= g.min_labels and min(c_n, t_n) >= g.min_decisions
     else:
         c_m, t_m = c.get("outcomes", 0), t.get("outcomes", 0)
         if min(c_m, t_m) >= g.min_decisions:
@@ -174,7 +180,8 @@ def verdict(experiment: Experiment, counts: Mapping[str, Mapping[str, float]],
             broken, pt, pc = _worse(t_m - t.get("hit", 0), t_m, c_m - c.get("hit", 0), c_m, g.max_flag_increase, g.z)
             if broken:
                 return Verdict("rollback", f"guardrail: hit rate {1 - pt:.3f} vs control {1 - pc:.3f} "
-                                           f"(bound -{g.max_flag_increase:g})")
+                                           f"(bound -{g.max_flag_increase:g})", None, "error", pt - pc,
+                               g.max_flag_increase)
         held = t_m - experiment.stage_started
         fair = min(c_m, t_m) >= g.min_decisions
     share = next_share(experiment.share)

@@ -105,11 +105,12 @@ class ExperimentStore:
                 pipe.expire(key, EXPERIMENT_TTL_S)
             await pipe.execute()
 
-    async def outcomes(self, experiment_id: str) -> tuple[dict[str, dict[str, float]], dict[str, list]]:
-        """Per arm: its counters, and its labelled (score, is_fraud) pairs."""
+    async def outcomes(self, experiment_id: str, with_scores: bool = True
+                       ) -> tuple[dict[str, dict[str, float]], dict[str, list]]:
+        """Per arm: its counters, and (``with_scores``) its labelled (score, is_fraud) pairs."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.experiment_counts(experiment_id))
-            for arm in ARMS:
+            for arm in ARMS if with_scores else ():
                 pipe.lrange(self.keys.experiment_scores(experiment_id, arm), 0, -1)
             raw, *lists = await pipe.execute()
         counts: dict[str, dict[str, float]] = {arm: {} for arm in ARMS}
@@ -117,7 +118,7 @@ class ExperimentStore:
             arm, _, counter = (field.decode() if isinstance(field, bytes) else field).partition(":")
             counts.setdefault(arm, {})[counter] = float(value)
         scores = {}
-        for arm, entries in zip(ARMS, lists, strict=True):
+        for arm, entries in zip(ARMS if with_scores else (), lists, strict=True):
             pairs = [(e.decode() if isinstance(e, bytes) else e).split() for e in entries]
             scores[arm] = [(float(score), label == "1") for score, label in pairs]
         return counts, scores

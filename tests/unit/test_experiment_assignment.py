@@ -112,6 +112,9 @@ def test_verdict_rolls_back_on_cost_once_labels_suffice_and_ramps_a_good_treatme
     assert costly.action == "rollback" and "cost" in costly.reason
     good = verdict(exp, {CONTROL: fraud_counts(4000, 0.05, 400, 2.0), TREATMENT: fraud_counts(300, 0.05, 120, 2.0)}, {})
     assert (good.action, good.share) == ("ramp", 25.0)
+    # Never ramped before the decision guardrail can be judged, however many labels.
+    assert verdict(exp, {CONTROL: fraud_counts(4000, 0.05, 400, 2.0), TREATMENT: fraud_counts(150, 0.9, 120, 2.0)},
+                   {}).action == "hold"
     # The ramp counts labels from the current stage's start.
     assert verdict(exp.ramped(25.0, 60), {CONTROL: fraud_counts(4000, 0.05, 400, 2.0),
                                           TREATMENT: fraud_counts(300, 0.05, 120, 2.0)}, {}).action == "hold"
