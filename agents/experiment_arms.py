@@ -113,6 +113,8 @@ class ExperimentArms:
         if engine is None:  # the treatment cannot be served here: outside the experiment
             return control.score(tx, user_state, merchant, decided_at=decided_at, degraded=degraded)
         engine.rules = control.rules  # the arms differ by model only: both decide with the published rule set
+        if engine is not control:
+            engine.rules = control.rules  # the experiment compares models: both arms use the published rule set
         scored = engine.score(tx, user_state, merchant, decided_at=decided_at, degraded=degraded)
         if engine is not control:
             engine.take_signals()  # the drift detectors watch the control's traffic; a treatment's are dropped
