@@ -74,6 +74,9 @@ def drift_emits(settings: Settings, metrics: Metrics, signals: Sequence[DriftSig
         metrics.drift.labels(signal.target, signal.detector, signal.severity).inc()
         if signal.target == "rule":
             metrics.rules_shadowed.labels(signal.name).inc()
-        log.warning("drift: %s %s (%s, %s)", signal.target, signal.name, signal.detector, signal.severity)
+        log.warning("drift: %s %s %s -> %s (%s, %s)%s", signal.target, signal.name, signal.reference, signal.current,
+                    signal.detector, signal.severity,
+                    "; moved " + ", ".join(f"{m['name']} {m['reference']} -> {m['current']} (PSI {m['psi']})"
+                                           for m in signal.moved) if signal.moved else "")
         emits.append(Emit(settings.topics.drift_signals, f"{signal.target}/{signal.name}".encode(), signal.to_json()))
     return emits

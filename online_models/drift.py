@@ -1,30 +1,31 @@
-"""Drift detectors on what the fraud model sees, says and gets wrong, each a River ADWIN.
+"""Drift detectors on what the fraud model sees, says and gets wrong; each signal is one episode.
 
-- features: the mean of every input feature (pass-through ``f_*`` columns included), except the
-  hour of day, which cycles by construction and would "drift" twice a day; the detectors see
-  means over blocks of ``feature_block`` decisions (a shift in the mean shows just the same, and
-  one ADWIN update per block instead of per event keeps ~25 detectors off the hot path);
-- score: the mean decision score;
-- error: the model's log loss on each label, as labels arrive (only increases signal: a model
-  that gets better as it learns is not drift);
-- label rate: the share of labels that say fraud.
+- inputs and score, at decision time: the population stability index of every watched value
+  (``online_models.psi``) in the last 1,000 decisions against the 2,000 before them, on the
+  features as ``online_models.stationary`` reads them (nothing that follows the daily rhythm,
+  cumulative counts as rates), and on the decision score once the
+  classifier has its full weight (before that the score moves because the blend does). All the
+  values form one detector: a change is one signal, naming the values that moved most;
+- error: the model's log loss on each label, as labels arrive (River's ADWIN; only increases
+  signal: a model that gets better as it learns is not drift);
+- label rate: the share of labels that say fraud (ADWIN).
+
+Warm-up, per detector (no signal before): inputs and score, ``warmup_s`` of event time (a day:
+the longest feature window) and then 3,000 decisions to fill both windows; error and label
+rate, ``grace`` labels. Hysteresis: the input detector stays in its episode until every PSI is
+back under ``off``; an ADWIN detector that fired stays quiet for ``cooldown`` observations.
 
 A detection becomes a ``DriftSignal`` (severity ``critical`` for error and label rate, which say
-the model is wrong or the world changed, ``warning`` for inputs and scores). The first ``grace``
-observations of each detector are a warm-up and never signal.
+the model is wrong or the world changed, ``warning`` for inputs and scores) carrying the
+reference and current statistic and, for inputs, the values that moved most.
 
 >>> import random
 >>> rng = random.Random(1)
->>> monitor = DriftMonitor("m", features=("amount",), grace=100)
->>> signals = [s for i in range(3000) for s in monitor.observe_decision(
-...     {"amount": rng.gauss(20 if i < 2000 else 40, 5)}, 0.1, float(i), "1.0")]
->>> [(s.target, s.name, s.severity) for s in signals][:1], 2000 <= signals[0].detected_at < 2100
-([('feature', 'amount', 'warning')], True)
->>> blocked = DriftMonitor("m", features=("amount",), grace=100, feature_block=10)
->>> signals = [s for i in range(3000) for s in blocked.observe_decision(
-...     {"amount": rng.gauss(20 if i < 2000 else 40, 5)}, 0.1, float(i), "1.0")]
->>> [(s.name, s.observations) for s in signals][:1], 2000 <= signals[0].detected_at < 2100
-([('amount', 204)], True)
+>>> monitor = DriftMonitor("m", warmup_s=0.0, block=100)
+>>> signals = [s for i in range(6000) for s in monitor.observe_decision(
+...     {"amount": rng.gauss(20 if i < 4000 else 40, 5), "hour_sin": rng.random()}, 0.1, float(i), "1.0")]
+>>> [(s.target, s.name, s.reference, round(s.current), s.detected_at) for s in signals]
+[('feature', 'amount', 20.026461, 25, 4099.0)]
 """
 
 from __future__ import annotations
@@ -34,14 +35,18 @@ from dataclasses import dataclass, field
 
 from river import drift
 
+from online_models.psi import PsiWatch, Shift
+from online_models.stationary import DAY, StationaryView
 from schemas.records import DriftSignal
 
-UNWATCHED = frozenset({"hour_of_day", "hour_sin", "hour_cos"})
 MAX_WATCHED = 300
+SCORE = "score"
 
 
 @dataclass
 class Watch:
+    """An ADWIN on a stream of labels' values, with a cooldown after each detection."""
+
     target: str
     name: str
     delta: float
@@ -49,11 +54,11 @@ class Watch:
     detector: drift.ADWIN = field(init=False)
     observations: int = 0
     quiet_until: int = 0
+    worse_only: bool = False  # for an error: a model getting better is not a drift to act on
+    before: float = 0.0  # the estimate just before the last detection
 
     def __post_init__(self) -> None:
         self.detector = drift.ADWIN(delta=self.delta, clock=self.clock)
-
-    worse_only: bool = False  # for an error: a model getting better is not a drift to act on
 
     def update(self, value: float, grace: int, cooldown: int) -> bool:
         self.observations += 1
@@ -63,76 +68,83 @@ class Watch:
             return False
         if self.detector.drift_detected and self.observations > max(grace, self.quiet_until):
             self.quiet_until = self.observations + cooldown  # one signal per change, not one per step
+            self.before = before
             return True
         return False
 
 
 class DriftMonitor:
-    """Parameters: the model's name, the features to watch, ADWIN's ``delta``, the warm-up ``grace``, the
-    ``cooldown`` (observations) during which a detector that just fired stays silent, and
-    ``feature_block``, the number of decisions whose feature means make one observation."""
+    """Parameters: the model's name; ``features`` to watch (None: every feature seen, up to
+    ``MAX_WATCHED``; ``()``: none, nor the score); ADWIN's ``delta``, warm-up ``grace`` and
+    ``cooldown`` (labels); the inputs' ``warmup_s`` (event time), ``block`` (decisions per PSI test),
+    ``current`` / ``reference`` windows (blocks) and the episode thresholds ``on`` / ``off``."""
 
     def __init__(self, model_name: str, features: tuple[str, ...] | None = None, delta: float = 0.002,
-                 grace: int = 1000, cooldown: int = 5000, feature_block: int = 1) -> None:
+                 grace: int = 1000, cooldown: int = 5000, *, warmup_s: float = DAY, block: int = 250,
+                 current: int = 4, reference: int = 8, on: float = 0.25, off: float = 0.1) -> None:
         self.model_name = model_name
         self.grace = grace
         self.cooldown = cooldown
         self.delta = delta
-        self.watch_all = features is None  # None: every feature seen (ADWIN costs ~0.2 us an update)
-        self.feature_block = feature_block
-        self.features = {name: self._feature_watch(name) for name in features or ()}
-        self.score = Watch("score", model_name, delta)
+        self.features = features
+        self.view = StationaryView(warmup_s)
+        self.psi_settings = {"block": block, "current": current, "reference": reference, "on": on, "off": off}
+        self.inputs: PsiWatch | None = None  # built at the first decision after the warm-up
         self.error = Watch("error", model_name, delta, worse_only=True)
         self.label_rate = Watch("label_rate", model_name, delta)
         self.signals = 0
-        self._sums: dict[str, list[float]] = {}  # feature -> [sum, count] over the current block
-        self._in_block = 0
 
-    def observe_decision(self, x: dict, score: float, ts: float, version: str) -> list[DriftSignal]:
-        if self.watch_all and len(self.features) < MAX_WATCHED:
-            for name in x.keys() - self.features.keys() - UNWATCHED:
-                self.features[name] = self._feature_watch(name)
-        fired = self._observe_features(x)
-        if self.score.update(score, self.grace, self.cooldown):
-            fired.append(self.score)
-        return [self._signal(w, ts, version) for w in fired]
+    def warmups(self) -> dict[str, str]:
+        """Each detector's warm-up, as a sentence (``evaluate`` prints them)."""
+        s = self.psi_settings
+        windows = (s["current"] + s["reference"]) * s["block"]
+        return {"inputs": f"{self.view.warmup_s:g} s of event time, then {windows:,} decisions",
+                "score": "as inputs, counting only decisions made with the classifier at full weight",
+                "error": f"{self.grace:,} labels", "label_rate": f"{self.grace:,} labels"}
 
-    def _feature_watch(self, name: str) -> Watch:
-        # A block is many events: test for a change as often, in events, as a per-event detector.
-        return Watch("feature", name, self.delta, clock=max(1, 32 // self.feature_block))
-
-    def _observe_features(self, x: dict) -> list[Watch]:
-        if self.feature_block == 1:
-            return [w for w in self.features.values() if w.name in x and w.update(x[w.name], self.grace,
-                                                                                   self.cooldown)]
-        sums = self._sums
-        for name in self.features.keys() & x.keys():
-            acc = sums.get(name)
-            if acc is None:
-                sums[name] = [x[name], 1]
-            else:
-                acc[0] += x[name]
-                acc[1] += 1
-        self._in_block += 1
-        if self._in_block < self.feature_block:
+    def observe_decision(self, x: dict, score: float, ts: float, version: str,
+                         score_settled: bool = True) -> list[DriftSignal]:
+        """``score_settled``: the score is the settled blend (else it is not watched for this decision)."""
+        if self.features == ():
             return []
-        self._in_block, self._sums = 0, {}
-        # grace and cooldown count blocks here, as they count observations of the detector.
-        return [self.features[name] for name, (total, n) in sums.items()
-                if self.features[name].update(total / n, self.grace // self.feature_block,
-                                              self.cooldown // self.feature_block)]
+        seen = self.view(x, ts)
+        if seen is None:
+            return []
+        if self.inputs is None:
+            names = self.view.watched(x if self.features is None else self.features)
+            self.inputs = PsiWatch((*names[:MAX_WATCHED], SCORE), **self.psi_settings)
+        row = [seen.get(name, math.nan) for name in self.inputs.columns[:-1]]
+        row.append(score if score_settled else math.nan)
+        shift = self.inputs.add(row)
+        return [] if shift is None else [self._shift_signal(shift, ts, version)]
 
     def observe_label(self, is_fraud: bool, score: float, ts: float, version: str) -> list[DriftSignal]:
         p = min(max(score, 1e-6), 1 - 1e-6)
         loss = -math.log(p if is_fraud else 1 - p)
         watched = ((self.error, loss), (self.label_rate, float(is_fraud)))
         fired = [w for w, v in watched if w.update(v, self.grace, self.cooldown)]
-        return [self._signal(w, ts, version) for w in fired]
+        return [self._adwin_signal(w, ts, version) for w in fired]
 
-    def _signal(self, watch: Watch, ts: float, version: str) -> DriftSignal:
+    def _shift_signal(self, shift: Shift, ts: float, version: str) -> DriftSignal:
+        top = shift.moved[0]
+        s = self.psi_settings
+        detector = (f"PSI(current={s['current'] * s['block']}, reference={s['reference'] * s['block']} decisions, "
+                    f"on={s['on']}, off={s['off']})")
+        return self._signal(SCORE if top.name == SCORE else "feature", top.name, detector, top.psi, s["on"],
+                            top.reference, top.current, ts, version, shift.rows,
+                            tuple({"name": m.name, "psi": m.psi, "reference": m.reference, "current": m.current}
+                                  for m in shift.moved))
+
+    def _adwin_signal(self, watch: Watch, ts: float, version: str) -> DriftSignal:
+        return self._signal(watch.target, watch.name, f"ADWIN(delta={watch.delta})",
+                            round(float(watch.detector.estimation), 6), watch.delta, round(float(watch.before), 6),
+                            round(float(watch.detector.estimation), 6), ts, version, watch.observations, ())
+
+    def _signal(self, target, name, detector, statistic, threshold, reference, current, ts, version,
+                observations, moved) -> DriftSignal:
         self.signals += 1
         return DriftSignal(
-            signal_id=f"drift-{watch.target}-{watch.name}-{self.signals}", target=watch.target, name=watch.name,
-            detector=f"ADWIN(delta={watch.delta})", statistic=round(float(watch.detector.estimation), 6),
-            threshold=watch.delta, severity="critical" if watch.target in ("error", "label_rate") else "warning",
-            action="alerted", model_version=version, detected_at=ts, observations=watch.observations)
+            signal_id=f"drift-{target}-{name}-{self.signals}", target=target, name=name, detector=detector,
+            statistic=statistic, threshold=threshold, severity="critical" if target in ("error", "label_rate")
+            else "warning", action="alerted", model_version=version, detected_at=ts, observations=observations,
+            reference=reference, current=current, moved=moved)

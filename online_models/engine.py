@@ -32,7 +32,6 @@ from schemas.settings import Settings
 from streams.fraud_features import FeatureConfig, MerchantUpdate, UserState, merchant_label_update, transaction_features
 
 MODEL_NAME = "lr+hst+rules"
-FEATURE_DRIFT_BLOCK = 10  # decisions per feature-drift observation (see online_models.drift)
 
 
 class ScoreRejected(StreamsenseError):
@@ -96,7 +95,7 @@ class FraudEngine:
         self.classifier_weight = classifier_weight
         self.rules = rules or default_rule_set()
         self.rule_watch = rule_watch or RuleRateWatch()
-        self.drift = DriftMonitor(MODEL_NAME, feature_block=FEATURE_DRIFT_BLOCK)
+        self.drift = DriftMonitor(MODEL_NAME)
         # A drift on error or label rate starts a fresh classifier in shadow; it replaces the
         # champion when it is more accurate on the same labels (online_models.champion).
         self.lifecycle = ChampionChallenger(classifier or FraudClassifier(), monitor=self.drift,
@@ -160,7 +159,8 @@ class FraudEngine:
             decided_at=decided_at, rules=RulesApplied(rules.version, rule_names(found.hits), rule_names(found.shadow)),
         )
         # The detectors see bounded values too: an ADWIN fed 1e308 would hold inf (and the checkpoint with it).
-        self._signals.extend(self.drift.observe_decision(bounded(x), score, tx.ts, decision.model_version))
+        self._signals.extend(self.drift.observe_decision(bounded(x), score, tx.ts, decision.model_version,
+                                                         score_settled=weight >= self.classifier_weight))
         self.rules, switched = self.rule_watch.observe(rules, found, tx.ts, decision.model_version)
         self._signals.extend(switched)
         # The merchant by pseudonym: snapshots wait in Redis (and travel to the learner) for days.

@@ -73,9 +73,12 @@ CONTRACTS = (
         strategy="personal", model="biased-mf", model_version="1.20931", latency_ms=0.8,
         generated_at=1795514470.2, propensity=0.95).to_dict()),
     Contract("drift-signals", "target/name", "drift_signal.schema.json", DriftSignal(
-        signal_id="drift-score-3", target="score", name="lr+hst+rules", detector="ADWIN(delta=0.002)",
-        statistic=0.081, threshold=0.002, severity="warning", action="alerted", model_version="1.20931.310562",
-        detected_at=1795514400.0, observations=18211).to_dict()),
+        signal_id="drift-feature-user_amount_z-3", target="feature", name="user_amount_z",
+        detector="PSI(current=1000, reference=2000 decisions, on=0.25, off=0.1)", statistic=0.4155, threshold=0.25,
+        severity="warning", action="alerted", model_version="1.5120.88016", detected_at=1795514400.0,
+        observations=18211, reference=0.091967, current=1.088166, moved=(
+            {"name": "user_amount_z", "psi": 0.4155, "reference": 0.091967, "current": 1.088166},
+            {"name": "log_amount", "psi": 0.2189, "reference": 3.371, "current": 3.712})).to_dict()),
     Contract("model-events", "role", "model_event.schema.json", ModelEvent(
         event="rolled_back", role="fraud", version=41, model_version="1.5120.88016", previous_version=42,
         by="operator@ops-host", at=1795514500.0).to_dict()),

@@ -269,6 +269,16 @@ class DriftSignal(_Plain):
     model_version: str
     detected_at: float  # event time of the observation that tripped the detector
     observations: int
+    reference: float = 0.0  # the statistic before the change (the reference window's mean, or ADWIN's estimate)
+    current: float = 0.0  # the statistic since
+    moved: tuple = ()  # inputs: the values that moved most, {name, psi, reference, current}, largest first
+
+    def to_dict(self) -> dict:
+        return {**shallow_dict(self), "moved": [dict(m) for m in self.moved]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> DriftSignal:
+        return cls(**{**d, "moved": tuple(dict(m) for m in d.get("moved", ()))})
 
 
 @dataclass(frozen=True, slots=True)
