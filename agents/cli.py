@@ -86,7 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     run_evaluate(_settings(), args.source, kind=args.kind, models=args.models.split(",") if args.models else None,
                  delay=args.delay, limit=args.limit, every=args.every, k=args.k, labels=args.labels,
-                 label_column=args.label, positive=args.positive, as_json=args.json)
+                 label_column=args.label, positive=args.positive, as_json=args.json, report=args.report)
     return 0
 
 
@@ -247,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--every", type=int, default=0, help="print figures every N events")
     ev.add_argument("--k", type=int, default=10, help="list length for hit-rate@K and NDCG@K")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
+    ev.add_argument("--report", default=None, metavar="DIR",
+                    help="write an HTML page with plots (rolling ROCAUC and log loss, reliability, drift, hit-rate)")
     ev.set_defaults(func=cmd_evaluate)
 
     models = sub.add_parser("models", help="list the fraud model's checkpoints, promote one, or roll back")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from agents.commands import datasets
-from online_models.evaluation import LabelDelay, evaluate_binary, evaluate_ratings, take
+from online_models.evaluation import LabelDelay, Trace, evaluate_binary, evaluate_ratings, take
 from schemas.settings import Settings
 
 FRAUD_CONFIGS = ["default", "river-hst", "river-lr"]
@@ -70,9 +70,11 @@ def counted(events, progress: Progress):
 def run_evaluate(settings: Settings, source: str, *, kind: str = "auto", models: list[str] | None = None,
                  delay: str = "none", limit: int | None = None, every: int = 0, k: int = 10,
                  labels: str | None = None, label_column: str = "class", positive: str = "1",
-                 as_json: bool = False, out=sys.stdout) -> dict:
+                 as_json: bool = False, report: str | None = None, out=sys.stdout) -> dict:
+    """Evaluate ``source`` and print the figures; ``report``: a directory for an HTML page with plots."""
     kind = detect_kind(source) if kind == "auto" else kind
     progress = Progress(not as_json, expected_events(source, kind, limit))
+    trace = Trace() if report else None
 
     def checkpoint(n: int, figures: dict) -> None:
         if not as_json:
@@ -81,7 +83,7 @@ def run_evaluate(settings: Settings, source: str, *, kind: str = "auto", models:
 
     if kind == "ratings":
         result = evaluate_ratings(counted(take(datasets.ratings(Path(source)), limit), progress), settings, k=k,
-                                  every=every, on_checkpoint=lambda n, f: checkpoint(n, {"ratings": f}))
+                                  every=every, on_checkpoint=lambda n, f: checkpoint(n, {"ratings": f}), trace=trace)
         result = {"ratings": result}
     else:
         if kind == "river":
@@ -95,9 +97,16 @@ def run_evaluate(settings: Settings, source: str, *, kind: str = "auto", models:
             events = datasets.transactions_jsonl(Path(source), settings, Path(labels) if labels else None)
             default_models = FRAUD_CONFIGS
         result = evaluate_binary(counted(take(events, limit), progress), models or default_models, settings,
-                                 delay=LabelDelay.parse(delay, settings.seed), every=every, on_checkpoint=checkpoint)
+                                 delay=LabelDelay.parse(delay, settings.seed), every=every, on_checkpoint=checkpoint,
+                                 trace=trace)
     progress.done()
     out.write(json.dumps(finite(result), indent=2) + "\n" if as_json else format_figures("final", result))
+    if report:
+        from agents.commands.report import write_report  # matplotlib only when a report is asked for
+
+        page = write_report(trace, result, Path(report), f"streamsense evaluate {source}")
+        if not as_json:
+            out.write(f"report: {page}\n")
     return result
 
 
