@@ -176,6 +176,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         print_capacity(measure(transactions=args.events))
         return 0
+    if args.what == "profile":
+        from agents.bench.profile import print_profile, run_profile
+
+        result = run_profile(events=args.events, seconds=args.seconds)
+        print_profile(result)
+        if args.json:
+            with open(args.json, "w") as out:
+                json.dump(result, out, indent=1)
+        return 0
     if args.what == "api":
         from agents.bench.api import print_api, run_api_bench
 
@@ -291,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     api_key.set_defaults(func=cmd_api_key)
 
     bench = sub.add_parser("bench", help="measure hot paths side by side (see BENCHMARKS.md)")
-    bench.add_argument("what", choices=["ranking", "pipeline", "api", "capacity"],
+    bench.add_argument("what", choices=["ranking", "pipeline", "api", "capacity", "profile"],
                        help="ranking: one recommendation answer; pipeline: both paths against bare and naive Faust; "
                             "api: the HTTP API at a fixed request rate; capacity: per-core costs of the worker, "
                             "a Redis shard and the one learner (BENCHMARKS.md's capacity model)")
@@ -307,8 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--soak-seconds", type=float, default=600.0, help="pipeline: RSS soak length (0: skip)")
     bench.add_argument("--only", default=None, help="pipeline: comma-separated subset of ceiling,emit,naive,fraud,reco")
     bench.add_argument("--api-rate", type=float, default=200.0, help="api: requests/s offered per endpoint")
-    bench.add_argument("--seconds", type=float, default=30.0, help="api: seconds per endpoint")
-    bench.add_argument("--json", default=None, help="pipeline, api: also write the figures to this file")
+    bench.add_argument("--seconds", type=float, default=30.0,
+                       help="api: seconds per endpoint; profile: seconds sampled")
+    bench.add_argument("--json", default=None, help="pipeline, api, profile: also write the figures to this file")
     bench.set_defaults(func=cmd_bench)
     return parser
 
