@@ -179,29 +179,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "profile":
         from agents.bench.profile import print_profile, run_profile
 
-        result = run_profile(events=args.events, seconds=args.seconds)
-        print_profile(result)
-        if args.json:
-            with open(args.json, "w") as out:
-                json.dump(result, out, indent=1)
-        return 0
-    if args.what == "api":
+        result, show = run_profile(events=args.events, seconds=args.seconds), print_profile
+    elif args.what == "api":
         from agents.bench.api import print_api, run_api_bench
 
-        result = run_api_bench(rate=args.api_rate, seconds=args.seconds)
-        print_api(result)
-        if args.json:
-            with open(args.json, "w") as out:
-                json.dump(result, out, indent=1)
-        return 0
+        result, show = run_api_bench(rate=args.api_rate, seconds=args.seconds), print_api
+    else:
+        from agents.bench.pipeline import run_pipeline
+        from agents.bench.report import SCENARIOS, print_pipeline
 
-    from agents.bench.pipeline import run_pipeline
-    from agents.bench.report import SCENARIOS, print_pipeline
-
-    result = run_pipeline(events=args.events, runs=args.runs, rate=args.rate, latency_s=args.latency_seconds,
-                          memory_users=args.memory_users, soak_s=args.soak_seconds,
-                          only=tuple(args.only.split(",")) if args.only else SCENARIOS)
-    print_pipeline(result)
+        result = run_pipeline(events=args.events, runs=args.runs, rate=args.rate, latency_s=args.latency_seconds,
+                              memory_users=args.memory_users, soak_s=args.soak_seconds,
+                              only=tuple(args.only.split(",")) if args.only else SCENARIOS)
+        show = print_pipeline
+    show(result)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(result, out, indent=1)
