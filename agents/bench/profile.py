@@ -1,5 +1,7 @@
 """`streamsense bench profile`: where a fraud worker's CPU goes while it drains a backlog.
 
+First the worker's CPU while idle (started, no traffic, nobody scraping it): work that costs per
+second, not per event (fetch loops, timers), which a slow worker charges to every event. Then
 py-spy (the ``dev`` extra) samples the running worker process (all its threads, on-CPU samples
 only) once it has decided its first events, for ``seconds``; the raw stacks go to a file and the
 summary sorts every sample into one part of the worker (first match wins, in the order of
@@ -18,9 +20,10 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from agents.bench.io import fraud_traffic, preload, processed
+from agents.bench.io import cpu_seconds, fraud_traffic, preload, processed
 from agents.bench.pipeline import Bench
 from agents.dev.embedded import EmbeddedStack
+from agents.dev.stack import wait_ready
 
 PARTS = (  # (part, frames any of which puts a sample in it); first match wins
     ("Faust's consumer thread (fetch requests, record decoding)", ("WorkerThread.run",)),
@@ -78,7 +81,15 @@ def top_frames(stacks: list[tuple[list[str], int]], n: int = 15) -> list[tuple[s
     return [(name, k / total) for name, k in counts.most_common(n)]
 
 
-def run_profile(*, events: int = 20_000, seconds: float = 30.0, rate: int = 200, seed: int = 42) -> dict:
+def idle_cpu(pid: int, seconds: float) -> float:
+    """CPU milliseconds per second of wall time that process ``pid`` spends over ``seconds``."""
+    cpu, wall = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - cpu) / (time.monotonic() - wall) * 1000
+
+
+def run_profile(*, events: int = 20_000, seconds: float = 30.0, rate: int = 200, seed: int = 42,
+                idle_s: float = 15.0) -> dict:
     log_dir = Path(tempfile.mkdtemp(prefix="streamsense-profile-"))
     raw = log_dir / "worker.pyspy.txt"
     print(f"streamsense bench profile: logs and raw stacks in {log_dir}", file=sys.stderr)
@@ -86,9 +97,12 @@ def run_profile(*, events: int = 20_000, seconds: float = 30.0, rate: int = 200,
         bench = Bench(stack, log_dir, seed)
         settings = bench.settings("fraud")
         bench.prepare(settings)
-        asyncio.run(preload(settings, list(fraud_traffic(events, seed))))
         proc = bench.start("fraud", settings)
         try:
+            wait_ready(proc, settings.web_port)
+            time.sleep(5)  # past the first rebalance's settling
+            idle = idle_cpu(proc.pid, idle_s)
+            asyncio.run(preload(settings, list(fraud_traffic(events, seed))))
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline and proc.alive():  # sampled once it decides, not while starting
                 try:
@@ -103,11 +117,12 @@ def run_profile(*, events: int = 20_000, seconds: float = 30.0, rate: int = 200,
         finally:
             proc.stop()
     stacks = [(f, n) for f, n in parse(raw.read_text().splitlines()) if not any(s in ";".join(f) for s in STARTUP)]
-    return {"raw": str(raw), "samples": sum(n for _, n in stacks), "parts": parts(stacks),
+    return {"idle_cpu_ms_per_s": idle, "raw": str(raw), "samples": sum(n for _, n in stacks), "parts": parts(stacks),
             "top_frames": top_frames(stacks)}
 
 
 def print_profile(result: dict) -> None:
+    print(f"fraud worker idle (no traffic, not scraped): {result['idle_cpu_ms_per_s']:.0f} CPU ms per second")
     print(f"fraud worker draining a backlog: {result['samples']:,} on-CPU samples (py-spy), raw stacks in "
           f"{result['raw']}")
     print("| part of the worker | share of its CPU samples |\n|---|---|")
