@@ -73,7 +73,12 @@ def parts(stacks: list[tuple[list[str], int]]) -> dict[str, float]:
 
 
 def top_frames(stacks: list[tuple[list[str], int]], n: int = 15) -> list[tuple[str, float]]:
-    """The functions with the most samples of their own (the leaf frame), with their share."""
+    """The functions with the most samples of their own (the leaf frame), with their share.
+
+    >>> top_frames(parse(["main (/x/agents/cli.py:3);digest (hmac.py:9) 3",
+    ...                   "main (/x/agents/cli.py:3);_walk_score (/v/site-packages/river/anomaly/hst.py:7) 1"]))
+    [('digest (hmac.py)', 0.75), ('_walk_score (river/anomaly/hst.py)', 0.25)]
+    """
     counts: collections.Counter[str] = collections.Counter()
     for frames, k in stacks:
         counts[re.sub(r" \((?:.*/(?:site-packages|wt-[^/]+|streamsense)/)?(.*?):\d+\)$", r" (\1)", frames[-1])] += k
