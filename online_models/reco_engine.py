@@ -103,12 +103,31 @@ class RecoEngine:
         # Seeded by the request id: a redelivered request explores the same way.
         rng = random.Random(int.from_bytes(hashlib.blake2b(request.request_id.encode(), digest_size=8).digest(),
                                            "big") ^ self.seed)
+        tail = [i for i, _ in trending[request.k: request.k + EXPLORE_TAIL] if i not in exclude]
         if rng.random() < self.explore_share:
-            tail = [i for i, _ in trending[request.k: request.k + EXPLORE_TAIL] if i not in exclude]
             strategy, items = "explore", [(i, 0.0) for i in rng.sample(tail, min(request.k, len(tail)))]
         else:
             strategy, items = self.rank(request.user_id, request.k, exclude, len(seen), trending)
         return Recommendation(
             request_id=request.request_id, user_id=request.user_id,
             items=tuple(RecoItem(i, round(s, 6)) for i, s in items), strategy=strategy, model=MODEL_NAME,
-            model_version=self.model_version, latency_ms=0.0, generated_at=generated_at)
+            model_version=self.model_version, latency_ms=0.0, generated_at=generated_at,
+            propensity=self.propensity(strategy, [i for i, _ in items], tail, request.k) or None)
+
+    def propensity(self, strategy: str, items: list[str], tail: list[str], k: int) -> float:
+        """The probability that this engine answers with exactly ``items`` (in order): the ranking's
+        share for a ranked list, plus the chance that exploring draws the same ordered sample of the
+        ``tail`` (all an explored list has).
+
+        >>> engine = RecoEngine(explore_share=0.1)
+        >>> engine.propensity("personal", ["a", "b"], ["x", "y", "z"], 2)
+        0.9
+        >>> round(engine.propensity("explore", ["x", "y"], ["x", "y", "z"], 2), 6)  # 0.1 / (3 * 2)
+        0.016667
+        """
+        ranked = 0.0 if strategy == "explore" else 1.0 - self.explore_share
+        drawn = len(items) == min(k, len(tail)) and set(items) <= set(tail)
+        p = 1.0
+        for position in range(len(items)):
+            p /= len(tail) - position
+        return ranked + (self.explore_share * p if drawn else 0.0)

@@ -53,9 +53,23 @@ class Figures:
     judged: Counter = field(default_factory=Counter)  # strategy -> answers with a held-back item
     reco_ms: deque = field(default_factory=lambda: deque(maxlen=WINDOW))
     drift: Counter = field(default_factory=Counter)
+    experiments: dict = field(default_factory=dict)  # model -> its latest experiment record (model-events)
+    arms: Counter = field(default_factory=Counter)  # (experiment, arm, "n" | "flagged" | "fraud" | "caught")
+
+    def add_experiment_event(self, doc: dict) -> None:
+        if doc.get("event", "").startswith("experiment_"):
+            self.experiments[doc["role"]] = doc
 
     def add_decision(self, doc: dict, truth: Truth, now: float) -> None:
         self.decisions[doc["decision"]] += 1
+        if doc.get("experiment"):
+            tag = (doc["experiment"], doc["arm"])
+            flagged = doc["decision"] != "approve"
+            self.arms[(*tag, "n")] += 1
+            self.arms[(*tag, "flagged")] += flagged
+            if truth.is_fraud.get(doc["event_id"]):
+                self.arms[(*tag, "fraud")] += 1
+                self.arms[(*tag, "caught")] += flagged
         self.degraded += bool(doc.get("degraded"))
         self.model_version = f"{doc.get('model')} v{doc.get('model_version')}"
         if doc.get("rules"):
@@ -117,7 +131,22 @@ class Figures:
             f"  explore {self.hit_rate('explore')}  | answer ms p50 {percentile(list(self.reco_ms), .5):.1f}"
             f" p99 {percentile(list(self.reco_ms), .99):.1f}",
         ]
+        lines += self.experiment_lines()
         return "\n".join(lines)
+
+    def experiment_lines(self) -> list[str]:
+        """The latest experiment per model (streamsense experiments) and what its arms decided here."""
+        out = []
+        for model, e in sorted(self.experiments.items()):
+            state = e["event"].removeprefix("experiment_")
+            out.append(f"  experiment    {e['experiment']} ({model}) treatment {e['treatment']} at {e['share']:g} %"
+                       f"  [{state}{': ' + e['reason'] if e['reason'] else ''}]")
+            for arm in ("control", "treatment"):
+                a = {k: self.arms[(e["experiment"], arm, k)] for k in ("n", "flagged", "fraud", "caught")}
+                if a["n"]:
+                    out.append(f"    {arm:<11} decisions {a['n']:,}  review+decline {a['flagged'] / a['n']:.3f}"
+                               f"  fraud caught {a['caught']}/{a['fraud']}")
+        return out
 
 
 async def follow(settings: Settings, truth: Truth, figures: Figures, stop: asyncio.Event,
@@ -125,7 +154,7 @@ async def follow(settings: Settings, truth: Truth, figures: Figures, stop: async
     """Consume the output topics and redraw the figures every ``refresh_s`` until ``stop``."""
     t = settings.topics
     consumer = clients.consumer(settings, t.fraud_decisions, t.dead_letters, t.recommendations, t.drift_signals,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                t.model_events, auto_offset_reset="earliest", enable_auto_commit=False,
                                 fetch_max_wait_ms=settings.fetch_max_wait_ms)
     await consumer.start()
     tty = out.isatty()
@@ -141,6 +170,8 @@ async def follow(settings: Settings, truth: Truth, figures: Figures, stop: async
                         figures.dead_letters[doc.get("stage", "?")] += 1
                     elif tp.topic == t.drift_signals:
                         figures.drift[doc["target"]] += 1
+                    elif tp.topic == t.model_events:
+                        figures.add_experiment_event(doc)
                     elif tp.topic == t.recommendations:
                         figures.add_recommendation(doc, truth, now)
                     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -126,3 +127,44 @@ def test_reco_verdict_judges_the_hit_rate() -> None:
     assert worse.action == "rollback" and "hit rate" in worse.reason
     rows = arm_rows("reco", {CONTROL: {"outcomes": 2000, "hit": 600, "conv": 100}}, {})
     assert rows[0].figures["hit_rate"][0] == pytest.approx(0.3) and rows[1].figures["hit_rate"] is None
+
+
+def test_the_dev_dashboard_shows_the_running_experiment_and_its_arms() -> None:
+    from agents.dev.dashboard import Figures
+    from agents.sim.simulator import Truth
+
+    figures, truth = Figures(), Truth()
+    figures.add_experiment_event({"event": "experiment_started", "role": "fraud", "experiment": "exp-fraud-1",
+                                  "treatment": "3", "share": 25.0, "reason": "", "by": "op", "at": 0.0})
+    truth.is_fraud.update({"e1": True, "e2": False})
+    for event_id, decision, arm in (("e1", "decline", "treatment"), ("e2", "approve", "treatment"),
+                                    ("e3", "approve", "control")):
+        figures.add_decision({"event_id": event_id, "decision": decision, "score": 0.5, "experiment": "exp-fraud-1",
+                              "arm": arm}, truth, 0.0)
+    lines = figures.experiment_lines()
+    assert lines[0] == "  experiment    exp-fraud-1 (fraud) treatment 3 at 25 %  [started]"
+    assert lines[1] == "    control     decisions 1  review+decline 0.000  fraud caught 0/0"
+    assert lines[2] == "    treatment   decisions 2  review+decline 0.500  fraud caught 1/1"
+    figures.add_experiment_event({"event": "experiment_rolled_back", "role": "fraud", "experiment": "exp-fraud-1",
+                                  "treatment": "3", "share": 0.0, "reason": "guardrail", "by": "w", "at": 1.0})
+    assert figures.experiment_lines()[0].endswith("at 0 %  [rolled_back: guardrail]")
+
+
+def test_every_recommendation_logs_the_probability_of_its_list() -> None:
+    import jsonschema
+
+    from online_models.reco_engine import RecoEngine
+    from schemas.contracts import load_schema
+    from schemas.records import RecoRequest
+
+    engine = RecoEngine(explore_share=0.3)
+    trending = [(f"i{n}", 100.0 - n) for n in range(40)]
+    seen = {"i0"}
+    recs = [engine.recommend(RecoRequest(f"r{n}", "u1", 3, 0.0), seen, trending, generated_at=0.0) for n in range(300)]
+    tail = 40 - 3  # the trending items after the first k (the one seen is among the first)
+    for rec in recs:
+        expected = 0.3 / (tail * (tail - 1) * (tail - 2)) if rec.strategy == "explore" else 0.7
+        assert rec.propensity == pytest.approx(expected)
+        jsonschema.validate(json.loads(rec.to_json()), load_schema("recommendation.schema.json"))
+    explored = sum(rec.strategy == "explore" for rec in recs)
+    assert within(explored, len(recs), 0.3)
