@@ -31,7 +31,8 @@ def register_fraud_agents(topology: Topology, settings: Settings, runtime: Runti
 
     @app.agent(topology.transactions, name="score-transactions")
     async def score_transactions(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, emitting(lambda batch: runtime.processor.transactions.on_transactions(batch)),
+        await run_batches(app, stream, runtime.after_restore(emitting(
+                              lambda batch: runtime.processor.transactions.on_transactions(batch))),
                           settings, "batch", runtime.metrics,
                           lambda letters: runtime.processor.transactions.settle(letters))
 
@@ -42,8 +43,8 @@ def register_fraud_agents(topology: Topology, settings: Settings, runtime: Runti
 
     @app.agent(topology.learn, name="learn-fraud-model")
     async def learn_fraud_model(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, emitting(lambda batch: runtime.learn(batch)), settings, "learn",
-                          runtime.metrics)
+        await run_batches(app, stream, runtime.after_restore(emitting(lambda batch: runtime.learn(batch))), settings,
+                          "learn", runtime.metrics)
 
     @app.on_partitions_assigned.connect
     async def own_partitions(sender: faust.App, assigned: object, **kwargs: object) -> None:

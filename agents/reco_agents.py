@@ -18,13 +18,13 @@ def register_reco_agents(topology: Topology, settings: Settings, runtime: Runtim
 
     @app.agent(topology.interactions, name="learn-interactions")
     async def learn_interactions(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, lambda batch: runtime.reco.on_interactions(batch), settings, "batch",
-                          runtime.metrics)
+        await run_batches(app, stream, runtime.after_restore(lambda batch: runtime.reco.on_interactions(batch)),
+                          settings, "batch", runtime.metrics)
 
     @app.agent(topology.reco_requests, name="answer-requests")
     async def answer_requests(stream: faust.StreamT) -> None:
-        await run_batches(app, stream, lambda batch: runtime.reco.on_requests(batch), settings, "batch",
-                          runtime.metrics)
+        await run_batches(app, stream, runtime.after_restore(lambda batch: runtime.reco.on_requests(batch)), settings,
+                          "batch", runtime.metrics)
 
     @resilient_timer(app, TRENDING_REFRESH_S, "refreshing trending items (the previous list is served)")
     async def refresh_trending() -> None:

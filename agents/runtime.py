@@ -5,7 +5,10 @@ Created in ``on_start`` (never at import), closed in ``on_stop``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import faust
 from faust.exceptions import ConsumerNotStarted
@@ -34,6 +37,7 @@ from online_models.reco_engine import RecoEngine
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
+B, R = TypeVar("B"), TypeVar("R")
 TRUST_INTERVAL_S = 2.0  # how often the epoch and the eviction policy are read
 
 
@@ -59,6 +63,7 @@ class Runtime(faust.Service):
         self.epoch: Epoch | None = None
         self.eviction: EvictionReport | None = None
         self._claimed: tuple[int, tuple[int, ...]] | None = None  # (generation, partitions) last claimed
+        self.models_loaded = asyncio.Event()  # the registry was read at start, or found unreachable
 
     async def on_start(self) -> None:
         self.redis = redis_client(self.settings)
@@ -87,6 +92,8 @@ class Runtime(faust.Service):
         except (RedisError, OSError) as exc:  # start anyway: decide degraded, restore when Redis answers
             log.error("Redis unreachable at start (%s): serving a fresh model, decisions degraded; the "
                       "checkpoint is restored as soon as Redis answers", exc)
+        finally:
+            self.models_loaded.set()
 
     async def on_stop(self) -> None:
         for lifecycle in self.lifecycles():
@@ -96,6 +103,14 @@ class Runtime(faust.Service):
                 log.warning("could not publish the last %s checkpoint: %s", lifecycle.role, exc)
         if self.redis is not None:
             await self.redis.aclose()
+
+    def after_restore(self, handle: Callable[[B], Awaitable[R]]) -> Callable[[B], Awaitable[R]]:
+        """``handle`` once the models are restored: the agents may take a batch before on_start ends, and a
+        restarted worker must not decide, answer or learn on the fresh models it begins with."""
+        async def run(batch: B) -> R:
+            await self.models_loaded.wait()
+            return await handle(batch)
+        return run
 
     def lifecycles(self) -> list[ModelLifecycle]:
         """The fraud model's and the recommender's (once started)."""

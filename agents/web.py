@@ -22,7 +22,7 @@ async def readiness(app: faust.App, runtime: Runtime) -> dict:
     checks = {
         "partitions_assigned": assigned and not app.rebalancing,
         "redis": await runtime.redis_ok(),
-        "models_loaded": runtime.processor is not None and runtime.reco is not None,
+        "models_loaded": runtime.models_loaded.is_set() and runtime.reco is not None,
     }
     runtime.metrics.ready.set(float(all(checks.values())))
     warnings = runtime.redis_warnings()

@@ -180,7 +180,7 @@ class Api:
         return None if owner == self.me else await self.forward(web, request, owner, path_qs, body)
 
     def _ready(self) -> Runtime:
-        if self.runtime.processor is None or self.runtime.reco is None:
+        if not self.runtime.models_loaded.is_set() or self.runtime.reco is None:
             raise ApiError(503, "not_ready", "the worker is starting", headers=RETRY_AFTER)
         return self.runtime
 

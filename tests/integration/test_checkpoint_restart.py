@@ -11,14 +11,20 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from api_client import call, keys
 from redis.asyncio import Redis
+from waiting import wait_until_async
 
 from agents.commands.topics import create_topics
 from agents.dev.embedded import ManagedProcess
+from agents.dev.probes import group_offsets
 from agents.stores.checkpoints import RedisCheckpoints
+from online_models.engine import FraudEngine
+from schemas.records import Transaction
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
+TOKENS, API_KEYS = keys(("ops", "admin"))
 
 
 def start_worker(settings: Settings, log_dir: Path, name: str) -> ManagedProcess:
@@ -32,7 +38,7 @@ def tx(event_id: str, user: str, merchant: str, amount: float, ts: float) -> byt
 
 
 async def send_and_score(settings: Settings, messages: list[tuple[str, bytes]], wanted: set[str],
-                         consumer: AIOKafkaConsumer, timeout: float = 90.0) -> dict[str, float]:
+                         consumer: AIOKafkaConsumer, timeout: float = 90.0) -> dict[str, tuple[float, str]]:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
     try:
@@ -47,9 +53,24 @@ async def send_and_score(settings: Settings, messages: list[tuple[str, bytes]], 
         for records in (await consumer.getmany(timeout_ms=500)).values():
             for r in records:
                 doc = json.loads(r.value)
-                scores[doc["event_id"]] = doc["score"]
+                scores[doc["event_id"]] = doc["score"], doc["model_version"]
     assert wanted <= set(scores), f"missing decisions: {sorted(wanted - set(scores))[:5]}"
     return scores
+
+
+def serving(settings: Settings) -> str:
+    """The fraud model version the worker serves now."""
+    status, _, doc = call(settings.web_port, "GET", "/v1/models", TOKENS["ops"])
+    assert status == 200, doc
+    return doc["fraud"]["version"]
+
+
+def checkpoint_scores(settings: Settings, models: object, now: float) -> list[float]:
+    """The probes' scores by the checkpoint's models, each on the checkpoint alone (nothing learned)."""
+    engine = FraudEngine.from_settings(settings)
+    engine.load(models)
+    return [engine.score(Transaction(**json.loads(value)), None, {}, decided_at=now).decision.score
+            for _, value in probes("", "p1", now)]
 
 
 def probes(topic: str, round_: str, now: float) -> list[tuple[str, bytes]]:
@@ -59,7 +80,7 @@ def probes(topic: str, round_: str, now: float) -> list[tuple[str, bytes]]:
             for i in range(12)]
 
 
-async def scenario(settings: Settings, tmp_path: Path) -> tuple[list[float], list[float], dict]:
+async def scenario(settings: Settings, tmp_path: Path) -> tuple[list[tuple[float, str]], list[float], dict]:
     t, now = settings.topics, time.time()
     await create_topics(settings)
     consumer = AIOKafkaConsumer(t.fraud_decisions, bootstrap_servers=settings.bootstrap_servers,
@@ -75,35 +96,46 @@ async def scenario(settings: Settings, tmp_path: Path) -> tuple[list[float], lis
         await send_and_score(settings, labels, set(), consumer, timeout=0)
         redis = Redis.from_url(settings.redis_url.get_secret_value())
         store = RedisCheckpoints.on_redis(redis, settings)
-        deadline, last, stable_since = time.monotonic() + 60, None, time.monotonic()
-        while time.monotonic() < deadline:  # wait for the checkpoint after the last label was learned
+
+        async def everything_learned_is_published() -> bool:
+            # Every label handled and committed (its learn example was produced before the commit), every
+            # learn example learned and committed, and the newest checkpoint holding the model served.
+            bootstrap, group = settings.bootstrap_servers, settings.app_id
+            offsets = [*(await group_offsets(bootstrap, group, t.fraud_labels)).values(),
+                       *(await group_offsets(bootstrap, group, settings.learn_topic)).values()]
+            if any(end != committed for end, committed in offsets):
+                return False
             headers = await store.headers("fraud")
-            newest = headers[-1]["model_version"] if headers else None
-            if newest != last:
-                last, stable_since = newest, time.monotonic()
-            elif newest and time.monotonic() - stable_since > 4:
-                break
-            await asyncio.sleep(0.5)
-        await asyncio.sleep(2)  # the worker follows the registry every second
-        before = await send_and_score(settings, probes(t.transactions, "p1", now), {f"p1-{i}" for i in range(12)},
-                                      consumer)
-        worker.kill()  # kill -9: no chance to save anything more
-        worker = start_worker(settings, tmp_path, "worker-b")
-        after = await send_and_score(settings, probes(t.transactions, "p2", now), {f"p2-{i}" for i in range(12)},
-                                     consumer)
+            return bool(headers) and headers[-1]["model_version"] == await asyncio.to_thread(serving, settings)
+
+        await wait_until_async(everything_learned_is_published, timeout=90,
+                               what="the labels learned and the newest checkpoint holding them")
         header = (await store.headers("fraud"))[-1]
+        models, _ = await store.load("fraud", header["version"])
+        worker.kill()  # kill -9 once the newest checkpoint holds everything it learned
+        worker = start_worker(settings, tmp_path, "worker-b")
+        decided = await send_and_score(settings, probes(t.transactions, "p1", now), {f"p1-{i}" for i in range(12)},
+                                       consumer)
         await redis.aclose()
-        return [before[f"p1-{i}"] for i in range(12)], [after[f"p2-{i}"] for i in range(12)], header
+        return [decided[f"p1-{i}"] for i in range(12)], checkpoint_scores(settings, models, now), header
     finally:
         worker.stop()
         await consumer.stop()
 
 
 def test_a_killed_worker_restores_its_checkpoint_and_scores_the_same(settings: Settings, tmp_path) -> None:
-    settings = settings.replace(checkpoint_interval_s=1.0)
-    before, after, header = asyncio.run(scenario(settings, tmp_path))
-    assert before == after
-    learned = int(header["model_version"].split(".")[1])
+    settings = settings.replace(checkpoint_interval_s=1.0, api_keys=API_KEYS)
+    decided, expected, header = asyncio.run(scenario(settings, tmp_path))
+    version, labels_learned = header["model_version"], header["model_version"].split(".")[1]
+    # Not one probe is scored by the fresh model a restarted worker begins with (1.0.0).
+    assert {v.split(".")[1] for _, v in decided} == {labels_learned}
+    # The anomaly model also learns the probes as they are decided (the last number of the version), so
+    # a probe is scored by the restored model or by one that has learned part of the round; the decision
+    # names which. The first is scored by the restored one, and the restored model scores as the
+    # checkpoint does.
+    same_model = [(score, want) for (score, v), want in zip(decided, expected, strict=True) if v == version]
+    assert same_model and all(score == want for score, want in same_model), same_model
+    learned = int(labels_learned)
     assert learned > 100 and header["offsets"]  # 20 chargebacks and the kept half of 180 confirmations
     restored = (tmp_path / "worker-b.log").read_text()
-    assert "restored checkpoint fraud" in restored and f"model {header['model_version']}" in restored
+    assert "restored checkpoint fraud" in restored and f"model {version}" in restored

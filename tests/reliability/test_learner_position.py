@@ -8,12 +8,12 @@ import json
 import time
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 from scenario import create_all_topics, first_decisions, start
 
 from agents.dev.embedded import free_port
-from agents.dev.probes import metric
+from agents.dev.probes import group_offsets, metric
 from agents.stores.checkpoints import RedisCheckpoints
 from schemas.settings import Settings
 
@@ -34,22 +34,11 @@ async def send(settings: Settings, prefix: str, n: int) -> None:
     assert len(await first_decisions(settings, n, prefix)) == n
 
 
-async def learn_topic_end(settings: Settings) -> tuple[int, int | None]:
-    """The learn topic's end offset, and the offset the worker's group committed there."""
-    tp = TopicPartition(settings.learn_topic, 0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=settings.app_id,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return (await consumer.end_offsets([tp]))[tp], await consumer.committed(tp)
-    finally:
-        await consumer.stop()
-
-
 def wait_until_learned_and_committed(settings: Settings, port: int, timeout: float = 60.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        end, committed = asyncio.run(learn_topic_end(settings))
+        ((end, committed),) = asyncio.run(group_offsets(settings.bootstrap_servers, settings.app_id,
+                                                         settings.learn_topic)).values()
         if committed == end and metric(port, "streamsense_learn_position", partition="0") == end - 1:
             return end
         time.sleep(0.5)
