@@ -164,10 +164,11 @@ class ExperimentArms:
         if arm != TREATMENT:
             return control, experiment, arm
         strategy, _, share = experiment.treatment.partition(":")
-        return RecoEngine(min_history=10**9 if strategy == "popular" else control.min_history,
-                          explore_share=float(share) if share else (0.0 if strategy == "personal" else
-                                                                    control.explore_share),
-                          seed=control.seed, recommender=control.recommender), experiment, arm
+        engine = RecoEngine(min_history=10**9 if strategy == "popular" else control.min_history,
+                            explore_share=float(share) if share else (0.0 if strategy == "personal" else
+                                                                      control.explore_share),
+                            seed=control.seed, recommender=control.recommender, pseudonyms=control.pseudonyms)
+        return engine, experiment, arm
 
     def answered(self, rec: Recommendation) -> None:
         if rec.experiment is not None:

@@ -17,6 +17,7 @@ import random
 from collections.abc import Sequence
 
 from online_models.recommender import OnlineRecommender
+from schemas.keyring import Pseudonyms
 from schemas.records import Interaction, RecoItem, RecoRequest, Recommendation
 from schemas.settings import Settings
 from streams.popularity import interaction_weight
@@ -49,20 +50,24 @@ class RecoEngine:
         Seeds the recommender and the exploration draws.
     recommender
         The model (a fresh one by default).
+    pseudonyms
+        How the model names users: by keyed pseudonym, so that its checkpoints (in Redis) hold no user
+        id (the settings' key by default).
     """
 
     def __init__(self, *, min_history: int = 3, explore_share: float = 0.05, seed: int = 42,
-                 recommender: OnlineRecommender | None = None) -> None:
+                 recommender: OnlineRecommender | None = None, pseudonyms: Pseudonyms | None = None) -> None:
         self.min_history = min_history
         self.explore_share = explore_share
         self.seed = seed
         self.recommender = recommender or OnlineRecommender(seed=seed)
+        self.pseudonyms = pseudonyms or Settings().pseudonyms()
 
     @classmethod
     def from_settings(cls, settings: Settings, **models) -> RecoEngine:
         """The engine the settings describe; ``models`` (recommender) replace a fresh one."""
         return cls(min_history=settings.reco_min_history, explore_share=settings.reco_explore_share,
-                   seed=settings.seed, **models)
+                   seed=settings.seed, pseudonyms=settings.pseudonyms(), **models)
 
     def models(self) -> dict:
         return {"recommender": self.recommender}
@@ -83,15 +88,21 @@ class RecoEngine:
         it = interaction
         weight = interaction_weight(it.kind, it.rating)
         chosen = it.kind != "rating" or weight >= LIKED_RATING
+        user = self.pseudonyms.of(it.user_id)
         for _ in range(learn_repeats(weight) if chosen else 1):
-            self.recommender.learn_one(it.user_id, it.item_id, chosen, seen=seen | {it.item_id})
+            self.recommender.learn_one(user, it.item_id, chosen, seen=seen | {it.item_id})
+
+    def knows(self, user_id: str) -> bool:
+        """Whether the recommender has learned this user (it names users by pseudonym)."""
+        return self.recommender.knows(self.pseudonyms.of(user_id))
 
     def rank(self, user_id: str, k: int, exclude: set[str], seen_count: int,
              trending: Sequence[tuple[str, float]]) -> tuple[str, list[tuple[str, float]]]:
         """(strategy, items) without exploration: personal when the user is known enough, else popular."""
         popular = [(item, score) for item, score in trending if item not in exclude]
-        if seen_count >= self.min_history and self.recommender.knows(user_id):
-            items = self.recommender.top_k(user_id, [i for i, _ in trending[:CANDIDATES]], k, exclude)
+        if seen_count >= self.min_history and self.knows(user_id):
+            candidates = [i for i, _ in trending[:CANDIDATES]]
+            items = self.recommender.top_k(self.pseudonyms.of(user_id), candidates, k, exclude)
             chosen = {i for i, _ in items}
             items += [(i, s) for i, s in popular if i not in chosen][: k - len(items)]
             return "personal", items

@@ -80,7 +80,7 @@ class RecoReplay:
     def evaluate(self, it: Interaction, scores: RankingScores) -> None:
         """Score the interaction against both rankings before learning it."""
         seen, engine = self.seen[it.user_id], self.serving(it.user_id)
-        if len(seen) < engine.min_history or not engine.recommender.knows(it.user_id):
+        if len(seen) < engine.min_history or not engine.knows(it.user_id):
             return
         trending = self.trending()
         _, personal = engine.rank(it.user_id, scores.k, seen, len(seen), trending)

@@ -38,7 +38,7 @@ def bench_ranking(candidates: int = 1000, requests: int = 300, train: int = 20_0
         seen[it.user_id].add(it.item_id)
     items = engine.recommender.catalogue[:candidates]
     users = itertools.cycle(list(seen)[:100])
-    fast = _timed(lambda: engine.recommender.top_k(next(users), items, 10), requests)
+    fast = _timed(lambda: engine.recommender.top_k(engine.pseudonyms.of(next(users)), items, 10), requests)
     trending = [(item, float(candidates - n)) for n, item in enumerate(items)]
     request_ids = itertools.count()
 

@@ -14,8 +14,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from api_client import call
 from redis.asyncio import Redis
+from waiting import wait_until_async
 
 from agents.api.auth import new_api_key
+from agents.clients import redis_client
+from agents.stores.checkpoints import RedisCheckpoints
 from agents.stores.keys import RedisKeys
 from schemas.settings import Settings
 from streams.fraud_features import UserState
@@ -28,7 +31,17 @@ TOKEN, API_KEY = new_api_key("privacy", ["score", "recommend"])
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.replace(api_keys=API_KEY)
+    return settings.replace(api_keys=API_KEY, checkpoint_interval_s=1.0)
+
+
+async def labels_checkpointed(settings: Settings) -> bool:
+    """Whether the newest fraud checkpoint holds a learned label: the registry has what the traffic made."""
+    redis = redis_client(settings)
+    try:
+        headers = await RedisCheckpoints.on_redis(redis, settings).headers("fraud")
+    finally:
+        await redis.aclose()
+    return bool(headers) and int(headers[-1]["model_version"].split(".")[1]) >= 1
 
 
 def api_calls(settings: Settings) -> list[int]:
@@ -68,7 +81,8 @@ async def traffic(settings: Settings) -> None:
         while seen < 32 and time.monotonic() < deadline:  # 30 decisions, 1 dead letter, 1 answer
             seen += sum(len(r) for r in (await consumer.getmany(timeout_ms=500)).values())
         assert seen >= 32
-        await asyncio.sleep(3)  # a checkpoint and a metrics sample after the last message
+        await wait_until_async(lambda: labels_checkpointed(settings), timeout=60,
+                               what="a checkpoint holding the canary's label")
     finally:
         await producer.stop()
         await consumer.stop()

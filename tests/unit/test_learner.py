@@ -54,6 +54,6 @@ async def test_the_fraud_and_reco_learners_share_the_learn_topic_each_taking_its
     fraud_learner, reco_learner = Learner(settings, fraud, Metrics()), RecoLearner(settings, reco, Metrics())
     fraud_out, reco_out = await fraud_learner.on_examples(messages), await reco_learner.on_examples(messages)
     assert (fraud_learner.learned, fraud.anomaly.n_seen, fraud.classifier.n_learned) == (1, 1, 0)
-    assert reco_learner.learned == 3 and reco.recommender.knows("ann") and reco.model_version != "1.0"
+    assert reco_learner.learned == 3 and reco.knows("ann") and reco.model_version != "1.0"
     # The malformed message is one dead letter, the fraud learner's (the reco learner reads it too).
     assert [r.letter.stage for r in fraud_out.refused] == ["learn"] and reco_out.refused == []

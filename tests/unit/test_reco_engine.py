@@ -75,7 +75,7 @@ def test_a_replayed_follower_serves_the_model_as_of_its_last_checkpoint() -> Non
     follower = next(f"u{n}" for n in range(50) if replay.serving(f"u{n}") is not replay.engine)
     leader = next(f"u{n}" for n in range(50) if replay.serving(f"u{n}") is replay.engine)
     replay.learn(Interaction("i0", 0.0, follower, "a", "purchase"))
-    assert replay.engine.recommender.knows(follower)
-    assert not replay.serving(follower).recommender.knows(follower)  # its copy predates the interaction
+    assert replay.engine.knows(follower)
+    assert not replay.serving(follower).knows(follower)  # its copy predates the interaction
     replay.learn(Interaction("i1", 1.0, leader, "b", "purchase"))  # the second: a checkpoint
-    assert replay.serving(follower).recommender.knows(follower) and replay.serving(leader) is replay.engine
+    assert replay.serving(follower).knows(follower) and replay.serving(leader) is replay.engine
