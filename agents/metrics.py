@@ -33,6 +33,9 @@ class Metrics:
                                     ["path"], buckets=LATENCY_BUCKETS, registry=r)
         self.recommendations = Counter("streamsense_recommendations_total", "Answers by strategy", ["strategy"],
                                        registry=r)
+        self.trending_read = Gauge("streamsense_trending_read_timestamp_seconds", "When the popularity behind "
+                                   "the trending list now served was read (its age is how stale fallbacks are)",
+                                   registry=r)
         self.labels = Counter("streamsense_labels_learned_total", "Labels learned, by source", ["source"],
                               registry=r)
         self.label_delay = Histogram("streamsense_label_delay_seconds", "Event time from decision to label",

@@ -216,5 +216,7 @@ class RecoProcessor:
         """Merge the recent popularity buckets (all workers') into the ranked list answers use."""
         now = reader_clock(self.stats.watermark, self.clock(), self.settings.max_future_s)
         half_life = self.settings.reco_trending_half_life_s
+        read_at = time.time()
         buckets = await self.store.popularity(live_buckets(now, half_life))
         self.trending = trending(buckets, now, half_life)
+        self.metrics.trending_read.set(read_at)

@@ -8,8 +8,10 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from waiting import wait_until_async
 
 from agents.clients import redis_client
+from agents.dev.probes import metric
 from agents.stores.keys import RedisKeys
 from schemas.settings import Settings
 
@@ -31,6 +33,10 @@ async def wait_until_seen(settings: Settings, user: str, count: int, timeout: fl
             await asyncio.sleep(0.2)
     finally:
         await redis.aclose()
+
+
+def trending_read_after(settings: Settings, moment: float) -> bool:
+    return metric(settings.web_port, "streamsense_trending_read_timestamp_seconds") > moment
 
 
 async def scenario(settings: Settings) -> tuple[dict, list[dict]]:
@@ -57,7 +63,9 @@ async def scenario(settings: Settings) -> tuple[dict, list[dict]]:
         await wait_until_seen(settings, "alice", 4)
         await wait_until_seen(settings, "crowd-0", 5)
         await wait_until_seen(settings, "crowd-29", 2)
-        await asyncio.sleep(3)  # one trending refresh (every 2 s) after the last interaction
+        recorded_at = time.time()  # every interaction is in Redis: a trending list read from now on holds them
+        await wait_until_async(lambda: asyncio.to_thread(trending_read_after, settings, recorded_at), timeout=30,
+                               what="a trending refresh after the last interaction")
 
         requests = [{"request_id": "r-alice", "user_id": "alice", "k": 3, "ts": now, "exclude": ["hit-2"]},
                     {"request_id": "r-zed", "user_id": "zed", "k": 2, "ts": now},

@@ -9,10 +9,13 @@ import signal
 import pytest
 from scenario import assert_nothing_lost_nothing_decided_twice, create_all_topics, outcome, produce, start
 from verifier import Ledger, Report
+from waiting import wait_until_async
 
+from agents.clients import redis_client
 from agents.dev.embedded import ManagedProcess, free_port
 from agents.dev.probes import metric
 from agents.faults import STOP_ENV
+from agents.stores.keys import RedisKeys
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -62,14 +65,33 @@ def stopped(proc: ManagedProcess) -> bool:
         return fh.read().rsplit(")", 1)[1].split()[0] == "T"
 
 
+async def partition_owners(settings: Settings) -> list[tuple[int, str] | None]:
+    """(generation, member) recorded as owner of each transactions partition (agents.stores.fraud)."""
+    keys, redis = RedisKeys.from_settings(settings), redis_client(settings)
+    try:
+        raw = [await redis.get(keys.partition_owner(settings.topics.transactions, p))
+               for p in range(settings.partitions)]
+    finally:
+        await redis.aclose()
+    return [(int(v.split(b":", 1)[0]), v.split(b":", 1)[1].decode()) if v else None for v in raw]
+
+
 def test_a_worker_paused_past_its_session_timeout_makes_no_second_decision(settings: Settings, tmp_path) -> None:
+    async def taken_over(paused_generation: int) -> bool:
+        """Whether one member, in a generation after the pause, now owns every partition."""
+        owners = await partition_owners(settings)
+        return None not in owners and len({member for _, member in owners}) == 1 and \
+            min(generation for generation, _ in owners) > paused_generation
+
     async def pause(workers: list[ManagedProcess], ports: list[int]) -> None:
         # worker-b stops itself just before one of its decision commits (agents.faults): a batch in hand
         deadline = asyncio.get_running_loop().time() + SPAN_S
         while not stopped(workers[1]):
             assert asyncio.get_running_loop().time() < deadline, "worker-b never reached its stop"
             await asyncio.sleep(0.2)
-        await asyncio.sleep(SESSION_TIMEOUT_S + 8)  # the group has given its partitions to worker-a
+        paused_generation = max(generation for generation, _ in filter(None, await partition_owners(settings)))
+        await wait_until_async(lambda: taken_over(paused_generation), timeout=SESSION_TIMEOUT_S + 60,
+                               what="worker-a owning every partition in a newer generation")
         workers[1].signal(signal.SIGCONT)
 
     report, fenced = run_with(settings, tmp_path, pause, env_b={STOP_ENV: "40"})
