@@ -25,10 +25,11 @@ test: venv
 	$(VENV)/bin/python -m pytest
 	SS_TEST_REDIS=cluster $(VENV)/bin/python -m pytest $(CLUSTER_TIER)
 
-# Pure code only: doctests and unit tests, no broker, no Redis, no long model-quality runs.
+# Pure code only: doctests and unit tests, no broker, no Redis, no long model-quality runs; property tests
+# explore an eighth of their examples (tests/budget.py).
 test-fast: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -m "not integration and not slow"
+	SS_TEST_FAST=1 $(VENV)/bin/python -m pytest -m "not integration and not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .streamsense-data .ruff_cache

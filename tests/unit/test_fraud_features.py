@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from budget import examples
 from hypothesis import given, settings, strategies as st
 
 from schemas.records import Transaction
@@ -115,7 +116,7 @@ def recompute(history: list[Transaction], event: Transaction) -> dict[str, float
     return out
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 7200), st.floats(0, 1000).map(lambda a: round(a, 2)),
                           st.sampled_from(["m1", "m2", "m3", "m4"])), min_size=1, max_size=40))
 def test_in_order_features_equal_a_batch_recomputation(steps) -> None:

@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+from budget import examples
 from hostile_values import encode, hostile_documents, hostile_values
 from hypothesis import given, settings, strategies as st
 
@@ -78,7 +79,7 @@ def hostile_values_here() -> st.SearchStrategy:
     return hostile_values(NOW, RULES.max_past_s, RULES.max_future_s)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(shape=st.sampled_from(SHAPES), data=st.data())
 def test_a_hostile_value_of_any_field_gives_one_typed_outcome(shape: Shape, data) -> None:
     doc = valid(shape)
@@ -95,7 +96,7 @@ def test_a_hostile_value_of_any_field_gives_one_typed_outcome(shape: Shape, data
             assert result.code and result.message
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(shape=st.sampled_from(SHAPES), raw=hostile_documents())
 def test_any_bytes_on_any_topic_give_one_typed_outcome(shape: Shape, raw: bytes) -> None:
     outcome, result = run(shape, raw, b"k")

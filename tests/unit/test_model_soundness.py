@@ -12,6 +12,7 @@ import json
 import math
 
 import pytest
+from budget import examples
 from hypothesis import given, settings, strategies as st
 
 from online_models import fraud_model
@@ -45,7 +46,7 @@ def assert_sound(model, probes) -> None:
             assert all(map(math.isfinite, model.contributions(x).values()))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(streams)
 def test_the_classifier_stays_finite_whatever_it_learns(stream) -> None:
     model = FraudClassifier()
@@ -55,7 +56,7 @@ def test_the_classifier_stays_finite_whatever_it_learns(stream) -> None:
     assert_sound(model, [x for x, _ in stream] + [{}, {"f_V1": HUGE}, {"f_V1": -HUGE, "user_amount_z": HUGE}])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(streams)
 def test_the_champion_challenger_stays_finite_whatever_it_learns(stream) -> None:
     cc = ChampionChallenger(FraudClassifier(), window=5)
@@ -65,7 +66,7 @@ def test_the_champion_challenger_stays_finite_whatever_it_learns(stream) -> None
     assert_sound(cc, [x for x, _ in stream])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(features, min_size=1, max_size=40))
 def test_the_anomaly_scorer_stays_finite_whatever_it_learns(stream) -> None:
     scorer = AnomalyScorer(seed=42, window_size=8)
@@ -142,7 +143,7 @@ any_names = st.sampled_from([*ANOMALY_FEATURES, "secs_since_last", "amount", "f_
 steps = st.lists(st.tuples(st.booleans(), st.dictionaries(any_names, values, max_size=6)), min_size=1, max_size=60)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(steps)
 def test_the_anomaly_scorer_learns_and_scores_features_it_has_not_seen(steps) -> None:
     """Reported once (an IndexError inside HalfSpaceTrees for an unlabelled example whose features

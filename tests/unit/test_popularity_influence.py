@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from budget import examples
 from hypothesis import given, settings, strategies as st
 
 from agents.messages import RawMessage
@@ -30,7 +31,7 @@ def trending_of(events: list[tuple[float, str, str, str]]) -> dict[str, float]:
     return dict(trending(replay.buckets, START + 7200, replay.half_life_s))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(honest, flood)
 def test_a_single_users_flood_moves_each_item_at_most_by_the_cap(honest, flood) -> None:
     crowd = [(START + 100 * n, f"u{u}", f"item{i}", kind) for n, (u, i, kind) in enumerate(honest)]

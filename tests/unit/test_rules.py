@@ -159,6 +159,7 @@ def test_decisions_name_the_rule_set_and_validate_against_the_decision_schema() 
     assert FraudDecision.from_dict(older) == dataclasses.replace(d, rules=None)
 
 
+@pytest.mark.slow  # a simulator run: make test runs it, make test-fast does not
 def test_the_default_rules_file_decides_as_the_python_rules_did_on_the_simulator() -> None:
     """Two engines, the same seed, the same stream; one with the shipped rules file, one with the Python
     rules it replaced. Every decision equal (but for the rule-set version it names), every rule hit."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from budget import examples
 from hypothesis import example, given, settings, strategies as st
 
 from online_models.engine import FraudEngine
@@ -158,7 +159,7 @@ def record_or_refusal(decoder, raw: bytes, record_type: type, schema_file: str):
     return record
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=300))
 @example(json.dumps(valid_tx()).encode())  # random bytes are almost never a record: show the other branch
 @example(b'{"event_id": "e1", "is_fraud": true, "ts": 1795514000}')
@@ -167,7 +168,7 @@ def test_any_bytes_give_a_record_or_a_typed_refusal(raw: bytes) -> None:
     record_or_refusal(lambda b: record(LABELS, b), raw, FraudLabel, "fraud_label.schema.json")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.dictionaries(st.sampled_from(list(valid_tx()) + ["features", "x"]), json_values, max_size=10))
 def test_any_json_object_gives_a_record_or_a_typed_refusal(doc: dict) -> None:
     sent = {**valid_tx(), **doc}
@@ -181,7 +182,7 @@ def test_any_json_object_gives_a_record_or_a_typed_refusal(doc: dict) -> None:
 printable = st.characters(min_codepoint=32, max_codepoint=0x2FFF).filter(str.isprintable)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(amount=st.floats(0, 1e9), channel=st.sampled_from(CHANNELS), offset=st.floats(-29 * 86400, 3500),
        user=st.text(printable, min_size=1, max_size=128),
        features=st.dictionaries(st.from_regex(r"[A-Za-z0-9_.\-]{1,64}", fullmatch=True),
@@ -224,7 +225,7 @@ def test_bad_reco_requests_are_refused(raw, exc_type, field) -> None:
     assert caught.value.field == field
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=200))
 @example(b'{"event_id": "i", "ts": 1795514000, "user_id": "u", "item_id": "a", "kind": "view"}')
 @example(b'{"request_id": "r", "user_id": "u", "k": 5, "ts": 1795514000}')
