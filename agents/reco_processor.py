@@ -127,7 +127,7 @@ class RecoProcessor:
         await self.store.record_lists(lists)
         self.stats.interactions += len(kept)
         self.metrics.events.labels(self.settings.topics.interactions, "learned").inc(len(kept))
-        self.metrics.model_version.labels(MODEL_NAME).set(self.engine.recommender.n_learned)
+        self.metrics.model_serving(MODEL_NAME, self.engine.model_version)
         self.stats.dead_letters += sum(e.topic == self.settings.topics.dead_letters for e in emits)
         return emits
 

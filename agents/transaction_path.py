@@ -396,4 +396,4 @@ class TransactionPath:
             if msg.timestamp:
                 self.metrics.end_to_end.labels("fraud").observe(max(now - msg.timestamp, 0.0))
             self.metrics.processing.labels("fraud").observe(max(now - started, 0.0))
-        self.metrics.model_version.labels(MODEL_NAME).set(self.engine.classifier.n_learned)
+        self.metrics.model_serving(MODEL_NAME, self.engine.model_version)

@@ -2,7 +2,7 @@
 /metrics (Prometheus), /health (the process answers), /ready (partitions assigned and not
 rebalancing, Redis answers, models loaded; ``warnings`` name what makes Redis untrustworthy for
 the decision guard: an evicting maxmemory-policy, data lost since the worker first saw it).
-Consumer lag per partition is sampled every 2 s."""
+Consumer lag per partition is sampled every 2 s; a revoked partition's lag series is removed at once."""
 
 from __future__ import annotations
 
@@ -60,9 +60,13 @@ def register_web(topology: Topology, runtime: Runtime) -> None:
         state = await readiness(app, runtime)
         return web.json(state, status=200 if state["ready"] else 503)
 
+    @app.on_partitions_revoked.connect
+    async def forget_lag(sender: faust.App, revoked: set, **kwargs: object) -> None:
+        runtime.metrics.partitions_revoked({(tp.topic, tp.partition) for tp in revoked})
+
     @resilient_timer(app, LAG_INTERVAL_S, "sampling consumer lag")
     async def sample_lag() -> None:
-        consumer = app.consumer
+        consumer, lags = app.consumer, {}
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             if highwater is None:  # not fetched yet, or just assigned in a rebalance
@@ -70,4 +74,5 @@ def register_web(topology: Topology, runtime: Runtime) -> None:
             # Faust keeps the last offset it read per partition; the lag is what lies beyond it.
             read = consumer._read_offset.get(tp)  # noqa: SLF001 - no public accessor in Faust 0.15
             position = (read + 1) if read is not None else (consumer._committed_offset.get(tp) or 0)  # noqa: SLF001
-            runtime.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(highwater - position, 0))
+            lags[tp.topic, tp.partition] = max(highwater - position, 0)
+        runtime.metrics.consumer_lag(lags)

@@ -12,13 +12,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 
+def series(port: int, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
+    """The worker's samples named ``name`` whose labels include ``labels``: (labels, value) each."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return [(s.labels, s.value) for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == name and labels.items() <= s.labels.items()]
+
+
 def metric(port: int, name: str, where: Callable[[dict[str, str]], bool] = lambda labels: True,
            **labels: str) -> float:
     """The sum of the worker's samples named ``name`` whose labels include ``labels`` and pass ``where``."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == name and labels.items() <= s.labels.items() and where(s.labels))
+    return sum(value for found, value in series(port, name, **labels) if where(found))
 
 
 def ready(port: int, timeout: float = 2.0) -> bool:

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 EXPECTED = {
     "streamsense_events", "streamsense_decisions", "streamsense_dead_letters", "streamsense_processing_seconds",
     "streamsense_end_to_end_seconds", "streamsense_recommendations", "streamsense_labels_learned",
-    "streamsense_label_delay_seconds", "streamsense_model_rolling_rocauc", "streamsense_model_version",
+    "streamsense_label_delay_seconds", "streamsense_model_rolling_rocauc", "streamsense_model_info",
+    "streamsense_model_examples_learned", "process_resident_memory_bytes", "python_gc_collections",
     "streamsense_drift_signals", "streamsense_redis_errors", "streamsense_circuit_breaker_state",
     "streamsense_consumer_lag", "streamsense_ready",
 }
@@ -114,5 +115,9 @@ def test_health_ready_and_live_metrics(settings: Settings, worker) -> None:
     assert values[("streamsense_labels_learned_total", (("source", "chargeback"),))] == 1
     assert sum(v for (n, _), v in values.items() if n == "streamsense_recommendations_total") == 1
     assert values[("streamsense_ready", ())] == 1.0
-    assert values[("streamsense_circuit_breaker_state", (("dependency", "redis"),))] == 0.0
+    breaker = {dict(labels)["streamsense_circuit_breaker_state"]: v for (n, labels), v in values.items()
+               if n == "streamsense_circuit_breaker_state"}
+    assert breaker == {"closed": 1.0, "half_open": 0.0, "open": 0.0}
+    info = [dict(labels) for (n, labels), v in values.items() if n == "streamsense_model_info" and v == 1.0]
+    assert {i["model"] for i in info} == {"lr+hst+rules", "biased-mf"} and all(i["version"] == "1" for i in info)
     assert "u1" not in text and "o3" not in text  # no user or event ids in metric labels

@@ -13,7 +13,7 @@ from waiting import wait_until_async
 
 from agents.clients import redis_client
 from agents.dev.embedded import ManagedProcess, free_port
-from agents.dev.probes import metric
+from agents.dev.probes import metric, series
 from agents.faults import STOP_ENV
 from agents.stores.keys import RedisKeys
 from schemas.settings import Settings
@@ -48,12 +48,26 @@ def run_with(settings: Settings, tmp_path, fault, env_b: dict[str, str] | None =
     return report, fenced
 
 
+def lag_split_between(ports: list[int], settings: Settings) -> bool:
+    try:
+        reported = [{labels["partition"] for labels, _ in series(port, "streamsense_consumer_lag",
+                                                                  topic=settings.topics.transactions)}
+                    for port in ports]
+    except OSError:  # the restarted worker is not listening yet
+        return False
+    return (not reported[0] & reported[1]
+            and reported[0] | reported[1] == {str(p) for p in range(settings.partitions)})
+
+
 def test_a_worker_leaving_and_rejoining_loses_nothing_and_decides_once(settings: Settings, tmp_path) -> None:
     async def leave_and_rejoin(workers: list[ManagedProcess], ports: list[int]) -> None:
         await asyncio.sleep(SPAN_S * 0.3)
         workers[1].stop()  # SIGTERM: a clean leave, its partitions move to worker-a
         await asyncio.sleep(SPAN_S * 0.25)
         workers[1] = start(settings, tmp_path, "worker-b-again", ports[1])  # back: partitions split again
+        # worker-a reports lag only for the partitions it kept: each partition by one worker, none twice.
+        await wait_until_async(lambda: asyncio.to_thread(lag_split_between, ports, settings), 60,
+                               "each transactions partition's lag reported by exactly one worker")
 
     report, _ = run_with(settings, tmp_path, leave_and_rejoin)
     print(f"rebalance: longest stall {report.longest_stall_s:.1f} s")

@@ -13,17 +13,50 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import yaml
 from compose_files import DOCKER, compose, with_secret_files
+from prometheus_client.metrics import MetricWrapperBase
 
 from agents.metrics import Metrics
 from schemas.settings import Settings, SettingsError
 from streams.app import kafka_client_options
 
-SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",), "stateset": ("",)}
+METRIC = re.compile(r"\b(streamsense_[a-z_]+|process_[a-z_]+|python_[a-z_]+|up)\b(?:\{([^}]*)\})?")
+SCRAPE_LABELS = {"job", "instance"}  # Prometheus adds them to every scraped series
 
 
 def exported_names() -> set[str]:
     """Every series name the worker's registry can export, whether or not it has samples yet."""
     return {f.name + suffix for f in Metrics().registry.collect() for suffix in SUFFIXES[f.type]}
+
+
+def exported_labels() -> dict[str, set[str]]:
+    """Each exported series name's label names (its own, the type's, and the scrape's)."""
+    labels = {"up": set(SCRAPE_LABELS)}
+    for metric in vars(Metrics()).values():
+        if isinstance(metric, MetricWrapperBase):
+            own = set(metric._labelnames) | SCRAPE_LABELS  # noqa: SLF001 - no public accessor
+            for family in metric.describe():
+                extra = {"histogram": {"le"}, "stateset": {family.name}}.get(family.type, set())
+                for suffix in SUFFIXES.get(family.type, ("",)):
+                    labels[family.name + suffix] = own | extra
+    for family in Metrics().registry.collect():  # the process, GC and platform collectors
+        for sample in family.samples:
+            labels.setdefault(sample.name, set(sample.labels) | SCRAPE_LABELS)
+    return labels
+
+
+def unknown_in(expr: str) -> list[str]:
+    """What ``expr`` names that the worker does not export: metrics, label matchers, grouping labels."""
+    known, wrong, used = exported_labels(), [], set()
+    for name, matchers in METRIC.findall(expr):
+        if name not in known:
+            wrong.append(name)
+            continue
+        used |= known[name]
+        wrong += [f"{name}{{{label}}}" for label in re.findall(r"(\w+)\s*[=!~]", matchers) if label not in known[name]]
+    grouped = {label.strip() for group in re.findall(r"\b(?:by|on|without)\s*\(([^)]*)\)", expr)
+               for label in group.split(",") if label.strip()}
+    return wrong + [f"by ({label})" for label in grouped - used]
 
 
 def test_compose_has_every_service_with_image_command_ports_and_environment() -> None:
@@ -118,13 +151,83 @@ def test_prometheus_scrapes_every_worker_on_its_metrics_port() -> None:
     assert targets == [f"{w}:{services[w]['environment']['STREAMSENSE_WEB_PORT']}" for w in workers]
 
 
+def dashboard() -> dict:
+    return json.loads((DOCKER / "grafana" / "dashboards" / "streamsense.json").read_text())
+
+
 def test_the_dashboard_uses_only_metrics_the_worker_exports() -> None:
-    dashboard = json.loads((DOCKER / "grafana" / "dashboards" / "streamsense.json").read_text())
-    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
-    used = {name for expr in exprs for name in re.findall(r"\bstreamsense_[a-z_]+", expr)}
-    assert used and used <= exported_names(), used - exported_names()
-    families = {f.name for f in Metrics().registry.collect()}
+    exprs = [t["expr"] for panel in dashboard()["panels"] for t in panel["targets"]]
+    assert exprs and all(not unknown_in(expr) for expr in exprs), {e: unknown_in(e) for e in exprs if unknown_in(e)}
+    used = {name for expr in exprs for name, _ in METRIC.findall(expr)}
+    families = {f.name for f in Metrics().registry.collect() if f.name.startswith("streamsense_")}
     assert all(any(u.startswith(f) for u in used) for f in families)  # and every metric has a panel
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total"} <= used  # what a soak watches
+
+
+def unit_of(expr: str) -> str:
+    """The unit a query's values are in: a quantile of a *_seconds histogram is seconds, a rate of
+    CPU seconds a share of a core, any other rate per second, an increase a count; otherwise the
+    gauge's own unit."""
+    if "histogram_quantile(" in expr:
+        assert "_seconds_bucket" in expr, expr
+        return "s"
+    if "rate(process_cpu_seconds_total" in expr:
+        return "percentunit"
+    if "rate(" in expr:
+        return "ops"
+    if "increase(" in expr:
+        return "short"
+    (name, _), *_ = METRIC.findall(expr)
+    return {"streamsense_model_rolling_rocauc": "percentunit", "process_resident_memory_bytes": "bytes",
+            "streamsense_redis_eviction_unsafe": "bool"}.get(name, "short")
+
+
+def test_every_dashboard_panel_has_one_unit_on_its_axis() -> None:
+    for panel in dashboard()["panels"]:
+        units = {unit_of(t["expr"]) for t in panel["targets"]}
+        assert units == {panel["fieldConfig"]["defaults"]["unit"]}, (panel["title"], units)
+        assert not any(p["id"] == "unit" for o in panel["fieldConfig"].get("overrides", [])
+                       for p in o.get("properties", [])), panel["title"]  # no second unit on a second axis
+
+
+def alert_rules() -> list[dict]:
+    return [rule for group in yaml.safe_load((DOCKER / "prometheus" / "alerts.yml").read_text())["groups"]
+            for rule in group["rules"]]
+
+
+def output_labels(expr: str) -> set[str]:
+    """The labels an alert's series carry: an aggregation keeps only its ``by`` labels."""
+    aggregated = re.match(r"\s*(?:sum|max|min|avg|count)\b(?:\s+by\s*\(([^)]*)\))?", expr)
+    if aggregated:
+        return {label.strip() for label in (aggregated.group(1) or "").split(",") if label.strip()}
+    (name, _), *_ = METRIC.findall(expr)
+    return exported_labels()[name]
+
+
+def test_alert_rules_name_only_what_the_worker_exports() -> None:
+    rules = alert_rules()
+    wanted = {"StreamsenseConsumerLagGrowing": "streamsense_consumer_lag",
+              "StreamsenseDeadLetterRate": "streamsense_dead_letters_total",
+              "StreamsenseCircuitBreakerOpen": "streamsense_circuit_breaker_state",
+              "StreamsenseNoDecisions": "streamsense_decisions_total",
+              "StreamsenseDriftBurst": "streamsense_drift_signals_total"}
+    by_name = {rule["alert"]: rule for rule in rules}
+    assert all(metric in by_name[alert]["expr"] for alert, metric in wanted.items())
+    for rule in rules:
+        assert not unknown_in(rule["expr"]), (rule["alert"], unknown_in(rule["expr"]))
+        assert rule["labels"]["severity"] in {"warning", "critical"} and rule["annotations"]["summary"]
+        templated = set(re.findall(r"\$labels\.(\w+)", json.dumps(rule["annotations"])))
+        assert templated <= output_labels(rule["expr"]), (rule["alert"], templated)
+    config = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+    mounts = dict(v.split(":")[:2] for v in compose()["services"]["prometheus"]["volumes"])
+    assert mounts["./prometheus/alerts.yml"] in config["rule_files"]
+
+
+def test_the_checks_above_can_fail() -> None:
+    assert unknown_in("rate(streamsense_consumer_lagg[5m])") == ["streamsense_consumer_lagg"]
+    assert unknown_in('streamsense_ready{stage="x"}') == ["streamsense_ready{stage}"]
+    assert unknown_in("sum by (stage) (streamsense_consumer_lag)") == ["by (stage)"]
+    assert unknown_in('streamsense_circuit_breaker_state{streamsense_circuit_breaker_state="open"}') == []
 
 
 def test_dockerfile_is_slim_non_root_and_runs_the_worker() -> None:
