@@ -179,7 +179,7 @@ def unit_of(expr: str) -> str:
         return "short"
     (name, _), *_ = METRIC.findall(expr)
     return {"streamsense_model_rolling_rocauc": "percentunit", "process_resident_memory_bytes": "bytes",
-            "streamsense_redis_eviction_unsafe": "bool"}.get(name, "short")
+            "streamsense_redis_eviction_unsafe": "bool", "streamsense_experiment_share": "percent"}.get(name, "short")
 
 
 def test_every_dashboard_panel_has_one_unit_on_its_axis() -> None:
