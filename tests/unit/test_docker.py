@@ -165,11 +165,13 @@ def test_the_dashboard_uses_only_metrics_the_worker_exports() -> None:
 
 
 def unit_of(expr: str) -> str:
-    """The unit a query's values are in: a quantile of a *_seconds histogram is seconds, a rate of
-    CPU seconds a share of a core, any other rate per second, an increase a count; otherwise the
-    gauge's own unit."""
+    """The unit a query's values are in: a quantile of a *_seconds histogram or the age of a timestamp
+    is seconds, a rate of CPU seconds a share of a core, any other rate per second, an increase a
+    count; otherwise the gauge's own unit."""
     if "histogram_quantile(" in expr:
         assert "_seconds_bucket" in expr, expr
+        return "s"
+    if re.match(r"time\(\) - \w+\(\w+_timestamp_seconds\)", expr):  # the age of a timestamp
         return "s"
     if "rate(process_cpu_seconds_total" in expr:
         return "percentunit"
