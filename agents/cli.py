@@ -1,5 +1,5 @@
-"""The `streamsense` command: dev, worker, simulate, produce, tail, evaluate, models, experiments, rules,
-api-key, bench.
+"""The `streamsense` command: dev, worker, simulate, topics, produce, tail, evaluate, models, experiments,
+rules, api-key, bench.
 
 Each command imports its module when it runs: the worker image carries no development stack
 (agents.dev) or benchmarks (agents.bench), and a development install without the ``dev`` extra
@@ -15,6 +15,10 @@ import logging.config
 import math
 import sys
 
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+from agents.command_errors import EXIT_CONFIG, EXIT_NO_INPUT, EXIT_UNAVAILABLE, EXIT_USAGE, CommandError
 from agents.logs import logging_config
 from schemas.settings import Settings, SettingsError
 
@@ -43,7 +47,7 @@ def _settings(*, keys: bool = False) -> Settings:
             settings.check_secrets()
         return settings
     except SettingsError as exc:
-        sys.exit(f"streamsense: configuration error: {exc}")
+        raise CommandError(f"configuration error: {exc}", EXIT_CONFIG) from None
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -73,6 +77,22 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics(args: argparse.Namespace) -> int:
+    from agents.commands.topics import all_topics, create_topics, internal_topics
+
+    settings = _settings()
+    try:
+        settings = settings.replace(partitions=args.partitions or settings.partitions,
+                                    replication_factor=args.replication_factor or settings.replication_factor)
+        settings.check()
+    except SettingsError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    plan = asyncio.run(create_topics(settings, all_topics(settings) + internal_topics(settings)))
+    for name, partitions in plan.items():
+        print(f"{name}\t{partitions} partitions\treplication factor {settings.replication_factor}")
+    return 0
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
     from agents.commands.io import tail_topic
 
@@ -84,7 +104,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from agents.commands.evaluate import run_evaluate
 
-    run_evaluate(_settings(), args.source, kind=args.kind, models=args.models.split(",") if args.models else None,
+    run_evaluate(_settings(), args.source, kind=args.kind, models=args.models,
                  delay=args.delay, limit=args.limit, every=args.every, k=args.k, labels=args.labels,
                  label_column=args.label, positive=args.positive, as_json=args.json, report=args.report)
     return 0
@@ -98,7 +118,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         asyncio.run(models_command.list_models(settings))
     elif args.action == "promote":
         if args.version is None:
-            sys.exit("streamsense models promote: give the VERSION to serve (see: streamsense models list)")
+            raise CommandError("give the VERSION to serve (see: streamsense models list)", EXIT_USAGE)
         asyncio.run(models_command.move(settings, to=args.version))
     else:
         asyncio.run(models_command.move(settings, rollback=True))
@@ -152,14 +172,20 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_api_key(args: argparse.Namespace) -> int:
+    import json
+
     from agents.api.auth import new_api_key
 
+    scopes = args.scopes.split(",")
     try:
-        token, entry = new_api_key(args.client, args.scopes.split(","))
+        token, entry = new_api_key(args.client, scopes)
     except ValueError as exc:
-        sys.exit(f"streamsense api-key: {exc}")
-    print(f"API key for {args.client} (shown once; give it to the client):\n  {token}\n"
-          f"Add this entry to STREAMSENSE_API_KEYS (comma-separated with the others):\n  {entry}")
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    if args.json:
+        print(json.dumps({"client": args.client, "scopes": scopes, "token": token, "entry": entry}))
+    else:
+        print(f"API key for {args.client} (shown once; give it to the client):\n  {token}\n"
+              f"Add this entry to STREAMSENSE_API_KEYS (comma-separated with the others):\n  {entry}")
     return 0
 
 
@@ -199,39 +225,109 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def delay_option(text: str) -> str:
+    """``--delay``: checked when the command line is read, kept as text for the evaluation."""
+    from online_models.evaluation import LabelDelay
+
+    try:
+        LabelDelay.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def models_option(text: str) -> list[str]:
+    """``--models``: comma-separated names of the evaluation's configurations."""
+    from online_models.evaluation import CONFIGS
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in CONFIGS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown model {', '.join(unknown) or repr(text)}; "
+                                         f"choose from {', '.join(CONFIGS)}")
+    return names
+
+
+def positive(kind: type) -> object:
+    def parse(text: str) -> object:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0: {text!r}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        return installed("streamsense")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+class Parser(argparse.ArgumentParser):
+    """Every (sub)command shows each option's default in its help."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamsense", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="streamsense", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"streamsense {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     dev = sub.add_parser("dev", help="run everything on the embedded broker and Redis, with live figures")
-    dev.add_argument("--rate", type=float, default=300.0, help="simulated transactions per second")
-    dev.add_argument("--seed", type=int, default=42)
-    dev.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    dev.add_argument("--workers", type=int, default=1)
+    dev.add_argument("--rate", type=positive(float), default=300.0, help="simulated transactions per second")
+    dev.add_argument("--seed", type=int, default=42, help="seeds the simulated traffic")
+    dev.add_argument("--duration", type=positive(float), default=None, help="stop after this many seconds "
+                     "(none: until Ctrl-C)")
+    dev.add_argument("--workers", type=positive(int), default=1, help="worker processes in one consumer group")
     dev.set_defaults(func=cmd_dev)
 
     simulate = sub.add_parser("simulate", help="publish simulated traffic to the configured Kafka (no dashboard)")
-    simulate.add_argument("--rate", type=float, default=300.0, help="simulated transactions per second")
-    simulate.add_argument("--seed", type=int, default=42)
-    simulate.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    simulate.add_argument("--rate", type=positive(float), default=300.0, help="simulated transactions per second")
+    simulate.add_argument("--seed", type=int, default=42, help="seeds the simulated traffic")
+    simulate.add_argument("--duration", type=positive(float), default=None,
+                          help="stop after this many seconds (none: until the simulation reaches the wall clock)")
     simulate.set_defaults(func=cmd_simulate)
 
     worker = sub.add_parser("worker", help="run a worker against the configured Kafka and Redis")
-    worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"],
+                        help="log level")
     worker.set_defaults(func=cmd_worker)
 
     produce = sub.add_parser("produce", help="publish a JSON-lines or CSV file to a topic")
-    produce.add_argument("file")
-    produce.add_argument("--topic", required=True)
-    produce.add_argument("--key-field", default=None, help="record field used as the Kafka key")
-    produce.add_argument("--rate", type=float, default=None, help="messages per second (default: as fast as possible)")
+    produce.add_argument("file", help="JSON lines (each line sent as is) or CSV (one JSON object per row, each "
+                         "column typed by the topic's JSON Schema; a list as JSON or separated by ;)")
+    produce.add_argument("--topic", required=True, help="the topic to publish to")
+    produce.add_argument("--key-field", default=None, help="record field used as the Kafka key (none: the topic's "
+                         "documented key, e.g. user_id on transactions)")
+    produce.add_argument("--rate", type=positive(float), default=None,
+                         help="messages per second (none: as fast as possible)")
     produce.set_defaults(func=cmd_produce)
 
+    topics = sub.add_parser("topics", help="create every topic streamsense uses (idempotent)")
+    topics.add_argument("action", choices=["create"], help="create the data topics and Faust's internal ones")
+    topics.add_argument("--partitions", type=positive(int), default=None,
+                        help="partitions per data topic (none: STREAMSENSE_PARTITIONS); internal topics have 1")
+    topics.add_argument("--replication-factor", type=positive(int), default=None,
+                        help="replicas of every topic (none: STREAMSENSE_REPLICATION_FACTOR)")
+    topics.set_defaults(func=cmd_topics)
+
     tail = sub.add_parser("tail", help="follow a topic and print its messages")
-    tail.add_argument("topic")
-    tail.add_argument("--from-beginning", action="store_true")
-    tail.add_argument("--limit", type=int, default=None)
-    tail.add_argument("--idle-timeout", type=float, default=None, help="stop after this many idle seconds")
+    tail.add_argument("topic", help="the topic to read")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest message, not the next one")
+    tail.add_argument("--limit", type=positive(int), default=None, help="stop after this many messages")
+    tail.add_argument("--idle-timeout", type=positive(float), default=None,
+                      help="stop after this many seconds without a message")
     tail.set_defaults(func=cmd_tail)
     ev = sub.add_parser("evaluate", help="replay a data set through the workers' models, prequentially")
     ev.add_argument("source", help="a .csv / .jsonl transactions file, a u.data ratings file, or a River data set name")
@@ -239,26 +335,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help="csv: labelled transactions (Time, Amount, Class); stream: any labelled CSV (--label)")
     ev.add_argument("--label", default="class", help="label column of a --kind stream CSV")
     ev.add_argument("--positive", default="1", help="label value counted as the positive class")
-    ev.add_argument("--models", default=None,
+    ev.add_argument("--models", type=models_option, default=None,
                     help="comma-separated: default, classifier, lifecycle, river-lr, river-hst, river-arf, no-change")
-    ev.add_argument("--delay", default="none", help="label delay: none, fixed:SECONDS or drawn:MEAN_SECONDS")
+    ev.add_argument("--delay", type=delay_option, default="none",
+                    help="label delay: none, fixed:SECONDS or drawn:MEAN_SECONDS")
     ev.add_argument("--labels", default=None, help="fraud-labels JSON lines for a transactions file")
-    ev.add_argument("--limit", type=int, default=None, help="only the first N events")
-    ev.add_argument("--every", type=int, default=0, help="print figures every N events")
-    ev.add_argument("--k", type=int, default=10, help="list length for hit-rate@K and NDCG@K")
+    ev.add_argument("--limit", type=positive(int), default=None, help="only the first N events")
+    ev.add_argument("--every", type=int, default=0, help="print figures every N events (0: at the end only)")
+    ev.add_argument("--k", type=positive(int), default=10, help="list length for hit-rate@K and NDCG@K")
     ev.add_argument("--json", action="store_true", help="machine-readable output")
     ev.add_argument("--report", default=None, metavar="DIR",
                     help="write an HTML page with plots (rolling ROCAUC and log loss, reliability, drift, hit-rate)")
     ev.set_defaults(func=cmd_evaluate)
 
     models = sub.add_parser("models", help="list the fraud model's checkpoints, promote one, or roll back")
-    models.add_argument("action", choices=["list", "promote", "rollback"])
+    models.add_argument("action", choices=["list", "promote", "rollback"],
+                        help="list the checkpoints, serve VERSION, or go back to the one before the serving one")
     models.add_argument("version", type=int, nargs="?", help="checkpoint version to promote")
     models.set_defaults(func=cmd_models)
 
     exp = sub.add_parser("experiments", help="canary / A/B experiments: start, ramp, stop, list, show")
-    exp.add_argument("action", choices=["start", "ramp", "stop", "list", "show"])
-    exp.add_argument("--model", choices=["fraud", "reco"], default=None)
+    exp.add_argument("action", choices=["start", "ramp", "stop", "list", "show"], help="what to do")
+    exp.add_argument("--model", choices=["fraud", "reco"], default=None, help="start: the model the experiment tries")
     exp.add_argument("--treatment", default=None, help="fraud: a checkpoint VERSION or 'challenger'; "
                      "reco: popular, personal or explore:SHARE")
     exp.add_argument("--share", type=float, default=5.0, help="start: percent of users in the treatment")
@@ -288,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     api_key = sub.add_parser("api-key", help="make an HTTP API key: the token, and the hashed entry for configuration")
     api_key.add_argument("--client", required=True, help="the caller's name (in logs and rate limits)")
     api_key.add_argument("--scopes", default="score,recommend", help="comma-separated: score, recommend, admin")
+    api_key.add_argument("--json", action="store_true",
+                         help="print one JSON object (client, scopes, token, entry) for scripts")
     api_key.set_defaults(func=cmd_api_key)
 
     bench = sub.add_parser("bench", help="measure hot paths side by side (see BENCHMARKS.md)")
@@ -302,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=3, help="pipeline: throughput runs per scenario (median)")
     bench.add_argument("--rate", type=float, default=0.0,
                        help="pipeline: offered load for the latency runs (default: half each scenario's capacity)")
-    bench.add_argument("--latency-seconds", type=float, default=15.0)
+    bench.add_argument("--latency-seconds", type=float, default=15.0, help="pipeline: length of each latency run")
     bench.add_argument("--memory-users", type=int, default=100_000, help="pipeline: distinct users (0: skip)")
     bench.add_argument("--soak-seconds", type=float, default=600.0, help="pipeline: RSS soak length (0: skip)")
     bench.add_argument("--only", default=None, help="pipeline: comma-separated subset of ceiling,emit,naive,fraud,reco")
@@ -314,17 +414,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def fail(command: str, message: str, code: int) -> int:
+    print(f"streamsense {command}: {message}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. An error an operator can meet (a setting, an unreachable Kafka or Redis, a
+    missing file) ends it with one line on stderr and an exit code (``EXIT_*``), not a traceback."""
     args = build_parser().parse_args(argv)
-    logging.config.dictConfig(logging_config(_settings().log_format, "INFO"))
+    command = args.command
     try:
+        logging.config.dictConfig(logging_config(_settings().log_format, "INFO"))
         return args.func(args)
+    except CommandError as exc:
+        return fail(command, str(exc), exc.code)
     except ModuleNotFoundError as exc:
         missing = next((why for name, why in NOT_INSTALLED.items()
                         if exc.name == name or (exc.name or "").startswith(name + ".")), None)
         if missing is None:
             raise
-        sys.exit(f"streamsense {args.command}: {missing}")
+        return fail(command, missing, 1)
+    except KafkaError as exc:
+        return fail(command, f"cannot reach Kafka at {_from_env().bootstrap_servers} "
+                             f"({type(exc).__name__}: {exc})", EXIT_UNAVAILABLE)
+    except RedisError as exc:
+        return fail(command, f"cannot reach Redis ({type(exc).__name__}: {exc})", EXIT_UNAVAILABLE)
+    except OSError as exc:
+        if exc.filename is not None:
+            return fail(command, f"cannot read {exc.filename}: {exc.strerror}", EXIT_NO_INPUT)
+        return fail(command, f"{type(exc).__name__}: {exc}", EXIT_UNAVAILABLE)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

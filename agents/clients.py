@@ -37,7 +37,9 @@ def kafka_options(settings: Settings) -> dict:
 
 
 def producer(settings: Settings, **options: object) -> AIOKafkaProducer:
-    return AIOKafkaProducer(**{**options, **kafka_options(settings)})
+    """Writes batches compressed as ``compression_type`` says (every codec is read either way)."""
+    compression = None if settings.compression_type == "none" else settings.compression_type
+    return AIOKafkaProducer(**{"compression_type": compression, **options, **kafka_options(settings)})
 
 
 def consumer(settings: Settings, *topics: str, **options: object) -> AIOKafkaConsumer:

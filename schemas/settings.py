@@ -91,7 +91,24 @@ class Settings:
     sasl_username: str = ""
     sasl_password: SecretStr = field(default_factory=lambda: SecretStr(""))
     ssl_cafile: str = ""
+    # mTLS: the client certificate (PEM) and its key, for clusters that authenticate clients by
+    # certificate (security_protocol SSL, or SASL_SSL beside SASL).
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_key_password: SecretStr = field(default_factory=lambda: SecretStr(""))
+    # SASL OAUTHBEARER: the token is read from this file on every (re)authentication, so the platform
+    # that refreshes it (a Kubernetes projected token, an identity sidecar) keeps the worker signed in.
+    sasl_oauth_token_file: str = ""
     allow_plaintext_sasl: bool = False
+    # Consumer group: how long a silent member keeps its partitions, how often it says it is alive,
+    # how long a rebalance waits for members to rejoin.
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 1.0
+    rebalance_timeout_s: float = 10.0
+    # Topics this project creates (streamsense topics create, Faust's internal learn and leader
+    # topics): clusters with min.insync.replicas > 1 refuse 1.
+    replication_factor: int = 1
+    compression_type: str = "none"  # what producers write: none | gzip | snappy | lz4 | zstd (all are read)
     # Versioned: a feature change bumps it and starts fresh state everywhere -- the consumer group,
     # the learn topic and every Redis key (redis_key_prefix), checkpoints included.
     app_id: str = "streamsense-v1"
@@ -346,6 +363,7 @@ class Settings:
                 "SASL_PLAINTEXT sends credentials in clear text; use SASL_SSL "
                 "or set STREAMSENSE_ALLOW_PLAINTEXT_SASL=true explicitly"
             )
+        self._check_kafka()
         if self.redis_cluster not in ("auto", "yes", "no"):
             raise SettingsError("redis_cluster must be auto, yes or no")
         self._check_windows()
@@ -372,6 +390,27 @@ class Settings:
             numeric = isinstance(value, int | float) and not isinstance(value, bool)
             if numeric and about.bounds() and not about.fits(value):
                 raise SettingsError(f"{name} ({ENV_PREFIX}{name.upper()}) is {value:g}: use {about.bounds()}")
+
+    def _check_kafka(self) -> None:
+        """Kafka settings that cannot work together.
+
+        >>> Settings(session_timeout_s=2.0).check()
+        Traceback (most recent call last):
+        ...
+        schemas.settings.SettingsError: heartbeat_interval_s (1 s) must be at most a third of ...
+        """
+        if self.heartbeat_interval_s * 3 > self.session_timeout_s:
+            raise SettingsError(f"heartbeat_interval_s ({self.heartbeat_interval_s:g} s) must be at most a third of "
+                                f"session_timeout_s ({self.session_timeout_s:g} s): a member would be dropped "
+                                "between two heartbeats")
+        if self.compression_type not in COMPRESSION_TYPES:
+            raise SettingsError(f"compression_type must be one of {', '.join(COMPRESSION_TYPES)}")
+        protocol, mechanism = self.security_protocol.upper(), self.sasl_mechanism.upper()
+        if mechanism == "OAUTHBEARER" and protocol.startswith("SASL") and not self.sasl_oauth_token_file:
+            raise SettingsError("sasl_mechanism OAUTHBEARER needs sasl_oauth_token_file (STREAMSENSE_SASL_OAUTH_"
+                                "TOKEN_FILE): the file the platform keeps the token in")
+        if (self.ssl_certfile or self.ssl_keyfile) and protocol not in ("SSL", "SASL_SSL"):
+            raise SettingsError("ssl_certfile / ssl_keyfile need security_protocol SSL or SASL_SSL")
 
     def _check_web(self) -> None:
         """The advertised URL must name this worker: a wildcard or empty host there would make every
@@ -416,6 +455,7 @@ RETIRED = {
     "web_host": f"set {ENV_PREFIX}WEB_BIND (the address the HTTP server listens on) and, when that is "
                 f"0.0.0.0, {ENV_PREFIX}ADVERTISED_URL (the URL the other workers reach this one at)",
 }
+COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
 
 

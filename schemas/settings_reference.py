@@ -43,10 +43,24 @@ ABOUT: dict[str, About] = {
     "bootstrap_servers": About("Kafka bootstrap servers, comma separated"),
     "security_protocol": About("`PLAINTEXT`, `SSL`, `SASL_SSL`; `SASL_PLAINTEXT` is refused unless "
                                "`STREAMSENSE_ALLOW_PLAINTEXT_SASL=true`"),
-    "sasl_mechanism": About("`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`"),
+    "sasl_mechanism": About("`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`"),
     "sasl_username": About("SASL user"),
     "sasl_password": About("SASL password"),
     "ssl_cafile": About("CA bundle for TLS to Kafka (empty: the system's)"),
+    "ssl_certfile": About("client certificate (PEM) for mTLS to Kafka (`SSL` or `SASL_SSL`)"),
+    "ssl_keyfile": About("its private key (PEM; empty: inside `SSL_CERTFILE`)"),
+    "ssl_key_password": About("the private key's password, if it has one"),
+    "sasl_oauth_token_file": About("`SASL_MECHANISM=OAUTHBEARER`: the file holding the bearer token, read again at "
+                                   "every (re)authentication (a Kubernetes projected token, a sidecar's file)"),
+    "session_timeout_s": About("consumer group: a member silent this long loses its partitions", low=1, high=3600),
+    "heartbeat_interval_s": About("consumer group: how often a member says it is alive (at most a third of the "
+                                  "session timeout)", above=0, high=1200),
+    "rebalance_timeout_s": About("consumer group: how long a rebalance waits for members to rejoin", low=1,
+                                 high=3600),
+    "replication_factor": About("replicas of every topic `streamsense topics create` makes and of Faust's internal "
+                                "learn and leader topics (clusters with `min.insync.replicas` > 1 need more than 1)",
+                                low=1, high=32),
+    "compression_type": About("what producers write: `none`, `gzip`, `snappy`, `lz4`, `zstd` (every one is read)"),
     "allow_plaintext_sasl": About("accept `SASL_PLAINTEXT` (credentials and records unencrypted on the network)"),
     "app_id": About("consumer group and state version: the learn topic (`<app_id>-learn`) and every Redis key "
                     "(`ss:<app_id>:...`, model checkpoints included) derive from it, so bumping it starts fresh "

@@ -76,6 +76,23 @@ def _refuse_constant(name: str) -> float:
     raise NotFinite("not_finite", None, f"{name} is not a valid number in a message")
 
 
+# Confluent's serializers frame each value: magic byte 0, a 4-byte big-endian schema id, then the
+# payload (here JSON). No JSON text starts with a zero byte, so a framed value is unambiguous.
+CONFLUENT_MAGIC = 0
+CONFLUENT_HEADER_BYTES = 5
+
+
+def unframed(raw: bytes) -> bytes:
+    """The JSON payload of a value framed in Confluent's wire format; any other value as it is.
+
+    >>> unframed(b"\\x00\\x00\\x00\\x00\\x07" + b'{"a": 1}'), unframed(b'{"a": 1}')
+    (b'{"a": 1}', b'{"a": 1}')
+    """
+    if len(raw) >= CONFLUENT_HEADER_BYTES and raw[0] == CONFLUENT_MAGIC:
+        return raw[CONFLUENT_HEADER_BYTES:]
+    return raw
+
+
 def parse_object(raw: bytes, max_bytes: int) -> dict:
     """Bytes -> a JSON object, or the reason why not.
 
@@ -93,7 +110,7 @@ def parse_object(raw: bytes, max_bytes: int) -> dict:
     if len(raw) > max_bytes:
         raise TooLarge("too_large", None, f"message is {len(raw):,} bytes; the cap is {max_bytes:,}")
     try:
-        text = bytes(raw).decode("utf-8")
+        text = bytes(unframed(raw)).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NotUtf8("not_utf8", None, f"message is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:

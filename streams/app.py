@@ -11,9 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import faust
+from faust.auth import OAuthCredentials
 from faust.web import Web
 
 from schemas.settings import Settings, SettingsError
+from streams.oauth import TokenFile
 from streams.transport import Transport
 
 # The largest request the producer sends (Faust's and Kafka's default, stated so that what we
@@ -48,17 +50,33 @@ class Topology:
     learn: faust.TopicT  # internal, one partition: its owner is the one fraud learner
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The broker is verified against ``ssl_cafile`` (or the system's CAs); with ``ssl_certfile`` the
+    client shows its own certificate (mTLS)."""
+    context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    if settings.ssl_certfile:
+        try:
+            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None,
+                                    settings.ssl_key_password.get_secret_value() or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(f"ssl_certfile / ssl_keyfile: cannot load the client certificate: {exc}") from None
+    return context
+
+
 def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     """SASL/SSL credentials from settings; SASL over plain text only when explicitly allowed."""
     protocol = settings.security_protocol.upper()
     if protocol == "PLAINTEXT":
         return None
-    context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    context = tls_context(settings)
     if protocol == "SSL":
         return faust.SSLCredentials(context)
     if protocol in {"SASL_SSL", "SASL_PLAINTEXT"}:
         if protocol == "SASL_PLAINTEXT" and not settings.allow_plaintext_sasl:
             raise SettingsError("SASL_PLAINTEXT refused: set allow_plaintext_sasl to send credentials in clear")
+        if settings.sasl_mechanism.upper() == "OAUTHBEARER":
+            return OAuthCredentials(oauth_cb=TokenFile(settings.sasl_oauth_token_file),
+                                    ssl_context=context if protocol == "SASL_SSL" else None)
         return faust.SASLCredentials(
             username=settings.sasl_username,
             password=settings.sasl_password.get_secret_value(),
@@ -82,7 +100,10 @@ def kafka_client_options(settings: Settings) -> dict:
     """
     options: dict = {"bootstrap_servers": settings.bootstrap_servers}
     creds = broker_credentials(settings)
-    if isinstance(creds, faust.SASLCredentials):
+    if isinstance(creds, OAuthCredentials):
+        options.update(security_protocol=creds.protocol.value, sasl_mechanism="OAUTHBEARER",
+                       sasl_oauth_token_provider=creds.oauth_cb, ssl_context=creds.ssl_context)
+    elif isinstance(creds, faust.SASLCredentials):
         options.update(security_protocol=creds.protocol.value, sasl_mechanism=creds.mechanism.value,
                        sasl_plain_username=creds.username, sasl_plain_password=creds.password,
                        ssl_context=creds.ssl_context)
@@ -117,9 +138,11 @@ def make_app(settings: Settings, **overrides: object) -> Topology:
         web_stats_enabled=False,
         web_metrics_enabled=False,
         consumer_auto_offset_reset="earliest",
-        broker_session_timeout=10,
-        broker_heartbeat_interval=1,
-        broker_rebalance_timeout=10,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        topic_replication_factor=settings.replication_factor,  # the internal learn and leader topics
+        producer_compression_type=None if settings.compression_type == "none" else settings.compression_type,
         producer_acks=-1,
         producer_max_request_size=MAX_REQUEST_BYTES,
     )

@@ -65,7 +65,7 @@ async def change(settings: Settings, action: str, *, model: str | None = None, t
                  share: float = 5.0, guardrails: Guardrails | None = None, experiment_id: str | None = None,
                  to: float | None = None, reason: str = "") -> ExperimentEvent:
     """start, ramp or stop; prints the event published and returns it."""
-    producer = await started_producer(settings, "experiments")
+    producer = await started_producer(settings)
     redis = clients.redis_client(settings)
     try:
         store = ExperimentStore.on_redis(redis, settings)

@@ -52,7 +52,7 @@ async def move(settings: Settings, *, to: int | None = None, rollback: bool = Fa
     Done whole or not at all: the producer connects before the pointer moves (an unreachable Kafka
     moves nothing), and if publishing the move on model-events fails the pointer goes back.
     """
-    producer = await started_producer(settings, "models", nothing="moved")
+    producer = await started_producer(settings, nothing="moved")
     redis = clients.redis_client(settings)
     try:
         store = RedisCheckpoints.on_redis(redis, settings)

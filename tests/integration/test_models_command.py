@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 from waiting import wait_until_async
 
+from agents.command_errors import EXIT_UNAVAILABLE
 from agents.dev.embedded import free_port
 from agents.dev.probes import metric
 from agents.stores.checkpoints import RedisCheckpoints
@@ -138,6 +139,6 @@ def test_a_move_that_cannot_be_published_moves_nothing(settings: Settings) -> No
     for args in (["rollback"], ["promote", "1"]):
         run = subprocess.run([sys.executable, "-m", "agents", "models", *args], capture_output=True, text=True,
                              env={**os.environ, **unreachable.to_env()}, timeout=60)
-        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        assert run.returncode == EXIT_UNAVAILABLE and "Traceback" not in run.stderr, run.stderr
         assert run.stderr.splitlines()[-1].endswith("nothing moved"), run.stderr  # after aiokafka's own log line
         assert asyncio.run(saved_and_latest()) == 2  # the pointer did not move

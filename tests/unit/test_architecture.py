@@ -180,7 +180,7 @@ def test_a_tooling_command_missing_from_the_image_fails_in_one_line() -> None:
     # A subprocess, as the image runs it: agents.dev and agents.bench cannot be imported there.
     hide = "import sys; sys.modules['agents.dev'] = sys.modules['agents.bench'] = None; from agents.cli import main; "
     for argv in (["dev", "--duration", "1"], ["bench", "ranking"]):
-        run = subprocess.run([sys.executable, "-c", hide + f"main({argv!r})"], capture_output=True, text=True,
+        run = subprocess.run([sys.executable, "-c", hide + f"sys.exit(main({argv!r}))"], capture_output=True, text=True,
                              timeout=60, cwd=ROOT)
         assert run.returncode == 1 and run.stdout == "", run
         assert run.stderr.count("\n") == 1 and "not in this installation" in run.stderr, run.stderr
