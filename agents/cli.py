@@ -376,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(func=cmd_experiments)
 
     rules = sub.add_parser("rules", help="check a rule-set file, publish it to every worker, or backtest it")
-    rules.add_argument("action", choices=["check", "publish", "backtest"])
+    rules.add_argument("action", choices=["check", "publish", "backtest"],
+                       help="check the file, publish it to every worker, or replay past decisions through it")
     rules.add_argument("file", help="a rule set, JSON or YAML (schemas/rule_set.schema.json)")
     rules.add_argument("--since", default=None, help="backtest: events decided from (epoch seconds or ISO-8601)")
     rules.add_argument("--until", default=None, help="backtest: events decided before (epoch seconds or ISO-8601)")
