@@ -2,15 +2,16 @@
 the topic's JSON Schema, so an id such as ``00042`` stays the string it is) and the message key.
 
 >>> from schemas.contracts import CONTRACTS
->>> tx = next(c for c in CONTRACTS if c.topic == "transactions")
+>>> by_topic = {c.topic: c for c in CONTRACTS}
+>>> tx = by_topic["transactions"]
 >>> row = {"event_id": "00042", "ts": "1795514400", "user_id": "123", "amount": "42.50", "channel": "app",
 ...        "features": '{"v1": 0.5}', "note": "7"}
 >>> typed_record(row, column_types(tx))  # doctest: +NORMALIZE_WHITESPACE
 {'event_id': '00042', 'ts': 1795514400, 'user_id': '123', 'amount': 42.5, 'channel': 'app',
  'features': {'v1': 0.5}, 'note': '7'}
->>> typed_record({"ts": "2026-11-24T10:00:00Z", "is_fraud": "true"}, column_types(CONTRACTS[1]))
+>>> typed_record({"ts": "2026-11-24T10:00:00Z", "is_fraud": "true"}, column_types(by_topic["fraud-labels"]))
 {'ts': '2026-11-24T10:00:00Z', 'is_fraud': True}
->>> message_key(tx, {"user_id": "123"}), message_key(CONTRACTS[6], {"target": "score", "name": "lr"})
+>>> message_key(tx, {"user_id": "123"}), message_key(by_topic["drift-signals"], {"target": "score", "name": "lr"})
 ('123', 'score/lr')
 """
 
