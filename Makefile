@@ -3,15 +3,22 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast clean
+.PHONY: venv demo test test-fast clean lock
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Every dependency, direct or not, at the version requirements.lock names (the image uses it too).
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev,test,report]'
+	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev,test,report]'
 	touch $(STAMP)
+
+# After a change to pyproject.toml's dependencies: compile the lock again (pip-tools, in its own venv).
+lock:
+	test -x .lock-venv/bin/pip-compile || ($(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet pip-tools==7.6.2)
+	.lock-venv/bin/pip-compile --quiet --all-extras --strip-extras --no-emit-index-url --no-emit-find-links \
+		--no-emit-trusted-host --allow-unsafe --output-file requirements.lock pyproject.toml
 
 demo: venv
 	$(VENV)/bin/streamsense dev
@@ -32,4 +39,4 @@ test-fast: venv
 	SS_TEST_FAST=1 $(VENV)/bin/python -m pytest -m "not integration and not slow"
 
 clean:
-	rm -rf $(VENV) build *.egg-info .streamsense-data .ruff_cache
+	rm -rf $(VENV) .lock-venv build *.egg-info .streamsense-data .ruff_cache

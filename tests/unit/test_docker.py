@@ -8,7 +8,9 @@ import re
 import subprocess
 import sys
 import threading
+import tomllib
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from importlib.metadata import distributions
 
 import pytest
 import yaml
@@ -71,12 +73,13 @@ def test_compose_has_every_service_with_image_command_ports_and_environment() ->
         env = worker["environment"]
         assert env["STREAMSENSE_BOOTSTRAP_SERVERS"] == "kafka:9092"
         assert env["STREAMSENSE_WEB_PORT"] == "6066" and worker["expose"] == ["6066"] and "ports" not in worker
-    assert services["simulator"]["command"][0] == "simulate"
+    assert services["simulator"]["command"][0].startswith("exec streamsense simulate ")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     for name in ("prometheus", "grafana"):
         assert all(p.startswith("127.0.0.1:") for p in services[name]["ports"]), name  # loopback only
-    for name in ("kafka", "redis", "worker-1", "worker-2", "simulator"):
+    for name in ("redis", "worker-1", "worker-2", "simulator"):
         assert "ports" not in services[name], name  # reachable inside the compose network only
+    assert services["kafka"]["ports"] == ["127.0.0.1:19092:19092"]  # the host listener, on loopback
 
 
 def test_no_secret_sits_in_compose_an_environment_variable_or_a_command_line(tmp_path) -> None:
@@ -234,7 +237,7 @@ def test_the_checks_above_can_fail() -> None:
 
 def test_dockerfile_is_slim_non_root_and_runs_the_worker() -> None:
     text = (DOCKER / "Dockerfile").read_text()
-    assert re.findall(r"^FROM python:3\.11-slim", text, re.M) and "USER streamsense" in text
+    assert re.findall(r"^FROM python:3\.11\.\d+-slim", text, re.M) and "USER streamsense" in text
     assert 'ENTRYPOINT ["streamsense"]' in text and 'CMD ["worker"]' in text and "HEALTHCHECK" in text
 
 
@@ -283,3 +286,65 @@ def test_the_image_health_check_asks_the_worker_where_it_listens(tmp_path, statu
         server.server_close()
     assert (done.returncode == 0) == (status == 200), done.stderr
     assert Ready.paths == ["/ready"]
+
+
+ROOT = DOCKER.parent
+
+
+def locked() -> dict[str, str]:
+    """requirements.lock's pins: normalised name -> version."""
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (ROOT / "requirements.lock").read_text(), re.M)
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins}
+
+
+def test_the_image_and_make_install_the_locked_versions_on_a_pinned_base() -> None:
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+    assert bases and all(re.fullmatch(r"python:3\.11\.\d+-slim-\w+", b) for b in bases), bases
+    assert "-c requirements.lock" in dockerfile and "requirements.lock" in re.search(r"^COPY pyproject.*$",
+                                                                                    dockerfile, re.M).group(0)
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^\$\(STAMP\): pyproject.toml requirements.lock$", makefile, re.M)
+    assert "pip install --quiet -c requirements.lock -e" in makefile
+    # Every version pyproject.toml pins is the locked one (else: make lock).
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]
+    lock = locked()
+    for requirement in pinned:
+        name, version = requirement.split("==")
+        assert lock.get(re.sub(r"[-_.]+", "-", name).lower()) == version, (requirement, "run make lock")
+
+
+def test_the_venv_holds_exactly_the_locked_versions() -> None:
+    """What make venv installed is what the lock says (a dependency added without make lock fails here)."""
+    lock = locked()
+    installed = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in distributions()}
+    assert {name: installed.get(name) for name in lock} == lock
+    unlocked = set(installed) - set(lock) - {"streamsense", "pip", "setuptools", "wheel"}
+    assert not unlocked, sorted(unlocked)  # installed by hand, or a dependency added without make lock
+
+
+def test_dockerignore_keeps_what_the_image_does_not_need_out_of_the_context() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "tests", "docker/secrets", ".hypothesis", ".ruff_cache", "docker/k8s"} <= ignored
+
+
+def test_compose_waits_for_healthy_dependencies_keeps_its_data_and_restarts_the_simulator() -> None:
+    doc = compose()
+    services = doc["services"]
+    for name in ("kafka", "redis", "prometheus"):
+        assert services[name]["healthcheck"]["test"], name
+    # Workers have the image's HEALTHCHECK (/ready): the simulator and Prometheus need them only started.
+    assert "HEALTHCHECK" in (DOCKER / "Dockerfile").read_text()
+    for name, service in services.items():
+        waits = service.get("depends_on") or {}
+        for dependency, wait in (waits.items() if isinstance(waits, dict) else ((d, None) for d in waits)):
+            if dependency in ("kafka", "redis", "prometheus"):
+                assert wait == {"condition": "service_healthy"}, (name, dependency)
+    data = {"kafka": "/var/lib/kafka/data", "redis": "/data", "prometheus": "/prometheus",
+            "grafana": "/var/lib/grafana"}
+    for name, path in data.items():
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in services[name]["volumes"]}
+        assert mounts[path] in doc["volumes"], name  # a named volume: kept by `docker compose down`
+    simulator = services["simulator"]
+    assert simulator["restart"] == "unless-stopped" and '--seed "$$(date +%s)"' in simulator["command"][0]
