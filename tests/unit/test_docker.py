@@ -63,8 +63,8 @@ def unknown_in(expr: str) -> list[str]:
 
 def test_compose_has_every_service_with_image_command_ports_and_environment() -> None:
     services = compose()["services"]
-    assert set(services) == {"kafka-format", "kafka", "redis", "worker-1", "worker-2", "simulator", "prometheus",
-                             "grafana"}
+    assert set(services) == {"kafka-format", "kafka", "redis", "worker-1", "worker-2", "simulator", "kafka-exporter",
+                             "prometheus", "grafana"}
     for name, service in services.items():
         assert service.get("image"), name
     for name in ("worker-1", "worker-2"):
@@ -120,10 +120,14 @@ def test_kafka_authenticates_every_client_with_scram_and_keeps_its_internal_list
     # storage the broker starts from, with the same cluster id and the broker's own settings.
     fmt = services["kafka-format"]
     script = " ".join(fmt["command"])
-    users = set(re.findall(r"SCRAM-SHA-512=\[name=(\w+),password=\$\$\(cat /run/secrets/([\w-]+)\)\]", script))
+    users = set(re.findall(r"SCRAM-SHA-512=\[name=([\w-]+),password=\$\$\(cat /run/secrets/([\w-]+)\)\]", script))
     logins = {(services[s]["environment"]["STREAMSENSE_SASL_USERNAME"],
                services[s]["environment"]["STREAMSENSE_SASL_PASSWORD_FILE"].rsplit("/", 1)[1])
               for s in ("worker-1", "worker-2", "simulator")}
+    exporter = " ".join(services["kafka-exporter"]["command"])
+    logins.add((re.search(r"--sasl.username=(\S+)", exporter).group(1),
+                re.search(r"--sasl.password=\$\$\(cat /run/secrets/([\w-]+)\)", exporter).group(1)))
+    assert "--sasl.enabled --sasl.mechanism=scram-sha512" in exporter
     assert users == logins and "--ignore-formatted" in script
     assert services["kafka"]["depends_on"]["kafka-format"]["condition"] == "service_completed_successfully"
     assert fmt["environment"]["CLUSTER_ID"] == env["CLUSTER_ID"]
@@ -146,8 +150,11 @@ def test_secrets_stay_out_of_git_and_the_image_build() -> None:
 
 def test_prometheus_scrapes_every_worker_on_its_metrics_port() -> None:
     config = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
-    (job,) = config["scrape_configs"]
+    job, lag = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
+    # and the lag exporter, on the port it exposes in compose
+    (exposed,) = compose()["services"]["kafka-exporter"]["expose"]
+    assert lag["static_configs"][0]["targets"] == [f"kafka-exporter:{exposed}"]
     targets = job["static_configs"][0]["targets"]
     services = compose()["services"]
     workers = sorted(n for n, s in services.items() if s.get("command", [""])[0] == "worker")
