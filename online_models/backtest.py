@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from online_models.calibration import calibrated
 from online_models.decisions import decide
 from online_models.evaluation import total_cost
 from online_models.rules import RuleSet
@@ -37,6 +38,8 @@ class BacktestRow:
     ts: float
     score: float  # as decided (the live rules' bumps included)
     is_fraud: bool
+    blend: float | None = None  # the score before calibration (snapshots of earlier releases: None)
+    calibration: tuple[float, float] | None = None  # the calibration it was decided with (None: identity)
 
 
 def base_score(score: float, live: RuleSet, features: Mapping[str, float]) -> float:
@@ -52,9 +55,10 @@ def _ratio(a: int, b: int) -> float | None:
     return round(a / b, 4) if b else None
 
 
-def _outcome(rules: RuleSet, x: Mapping[str, float], base: float, review: float, decline: float):
+def _outcome(rules: RuleSet, x: Mapping[str, float], base: float, review: float, decline: float,
+             calibration: tuple[float, float] | None = None):
     found = rules.evaluate(x)
-    return found, found.decide(decide(found.apply(base), review, decline))
+    return found, found.decide(decide(calibrated(found.apply(base), calibration), review, decline))
 
 
 def backtest(rows: Iterable[BacktestRow], live: RuleSet, candidate: RuleSet, *, review: float, decline: float,
@@ -67,9 +71,10 @@ def backtest(rows: Iterable[BacktestRow], live: RuleSet, candidate: RuleSet, *, 
     totals = {"events": 0, "frauds": 0, "any_hits": 0, "any_fraud_hits": 0}
     sides = {side: {"reviews": 0, "flagged": 0, "missed_fraud_amount": 0.0} for side in ("live", "candidate")}
     for row in rows:
-        base = base_score(row.score, live, row.features)
-        _, live_decision = _outcome(live, row.features, base, review, decline)
-        found, cand_decision = _outcome(candidate, row.features, base, review, decline)
+        # Bumps are taken off the blend (before calibration), and each side's score is calibrated as it was.
+        base = base_score(row.score if row.blend is None else row.blend, live, row.features)
+        _, live_decision = _outcome(live, row.features, base, review, decline, row.calibration)
+        found, cand_decision = _outcome(candidate, row.features, base, review, decline, row.calibration)
         totals["events"] += 1
         totals["frauds"] += row.is_fraud
         for rule in found.hits + found.shadow:

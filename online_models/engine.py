@@ -7,7 +7,9 @@ Blending. Until the classifier has seen enough positive labels its probability m
 its weight grows with the positives learned (``warmup_positives``); the rest of the base score
 comes from the anomaly rank. The rule set acts on top (``online_models.rules``): bumps compound
 onto the score, forcing rules set the outcome, and every decision names the rule set's version and
-the rules that fired, shadow ones included.
+the rules that fired, shadow ones included. The decision score is that blend through an online
+calibration (``online_models.calibration``), so that the thresholds read it as the probability of
+fraud it claims to be.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 from online_models.anomaly import AnomalyScorer
 from online_models.bounds import bounded
+from online_models.calibration import OnlinePlatt
 from online_models.champion import ChampionChallenger
 from online_models.decisions import decide, reasons
 from online_models.drift import DriftMonitor
@@ -101,6 +104,7 @@ class FraudEngine:
         self.lifecycle = ChampionChallenger(classifier or FraudClassifier(), monitor=self.drift,
                                             champion_name="lr-1", challenger_name="lr")
         self.labels_learned = LabelsLearned(label_memory_s)
+        self.calibration = OnlinePlatt()
         self._signals: list[DriftSignal] = []
 
     @classmethod
@@ -123,12 +127,15 @@ class FraudEngine:
 
     def models(self) -> dict:
         """What a checkpoint holds: the learned parts (the drift monitor is an observer, not a model)."""
-        return {"lifecycle": self.lifecycle, "anomaly": self.anomaly, "labels": self.labels_learned}
+        return {"lifecycle": self.lifecycle, "anomaly": self.anomaly, "labels": self.labels_learned,
+                "calibration": self.calibration}
 
     def load(self, models: dict) -> None:
         self.lifecycle, self.anomaly = models["lifecycle"], models["anomaly"]
         # A checkpoint from before labels were remembered: none are (a copy in flight may be learned twice).
         self.labels_learned = models.get("labels") or LabelsLearned(self.labels_learned.keep_s)
+        # A checkpoint from before scores were calibrated: an identity calibration, learning from here.
+        self.calibration = models.get("calibration") or OnlinePlatt()
         self.lifecycle.monitor = self.drift  # the monitor stays this worker's (it is not a model)
 
     @property
@@ -146,10 +153,11 @@ class FraudEngine:
         odd = self.anomaly.score_one(x)
         rules = self.rules
         found = rules.evaluate(rule_env(x, tx))
-        score = found.apply(weight * p + (1.0 - weight) * 0.6 * odd)
+        blend = found.apply(weight * p + (1.0 - weight) * 0.6 * odd)
+        score = self.calibration.predict(blend)  # a separate last step: the blend made a probability
         flags = [name for name, on in (("degraded_state", degraded), ("late_event", result.late)) if on]
         contributions = self.classifier.contributions(x) if weight > 0 else {}
-        if not all(map(math.isfinite, (score, odd, *contributions.values()))):
+        if not all(map(math.isfinite, (blend, score, odd, *contributions.values()))):
             raise ScoreRejected(f"non-finite model output for {tx.event_id!r} (score {score!r}, anomaly {odd!r})")
         decision = FraudDecision(
             event_id=tx.event_id, score=round(score, 6),
@@ -159,12 +167,14 @@ class FraudEngine:
             decided_at=decided_at, rules=RulesApplied(rules.version, rule_names(found.hits), rule_names(found.shadow)),
         )
         # The detectors see bounded values too: an ADWIN fed 1e308 would hold inf (and the checkpoint with it).
-        self._signals.extend(self.drift.observe_decision(bounded(x), score, tx.ts, decision.model_version,
+        # The score detector watches the blend: the calibration moving as it learns is not drift.
+        self._signals.extend(self.drift.observe_decision(bounded(x), blend, tx.ts, decision.model_version,
                                                          score_settled=weight >= self.classifier_weight))
         self.rules, switched = self.rule_watch.observe(rules, found, tx.ts, decision.model_version)
         self._signals.extend(switched)
         # The merchant by pseudonym: snapshots wait in Redis (and travel to the learner) for days.
-        snapshot = Snapshot(x, self.merchant_ref(tx.merchant_id), tx.ts, decision.score)
+        snapshot = Snapshot(x, self.merchant_ref(tx.merchant_id), tx.ts, decision.score, blend=blend,
+                            calibration=self.calibration.params())
         return Scored(decision, result.user_state, result.merchant_update, snapshot, result.late)
 
     def merchant_ref(self, merchant_id: str) -> str:
@@ -195,6 +205,8 @@ class FraudEngine:
         effect = self.label_effect(snapshot, is_fraud)
         if snapshot.assumed_legitimate and not is_fraud:
             return effect
+        if snapshot.blend is not None:  # snapshots of earlier releases lack it
+            self.calibration.learn(snapshot.blend, bool(is_fraud))
         self._signals.extend(self.lifecycle.learn_one(snapshot.features, bool(is_fraud), event_id, snapshot.ts,
                                                       measure=observed))
         return effect

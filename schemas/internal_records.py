@@ -41,6 +41,8 @@ class Snapshot:
     score: float  # the score it was decided with (for the rolling ROCAUC once labelled)
     assumed_legitimate: bool = False  # already learned as legitimate at the label horizon
     arm: tuple[str, str] | None = None  # (experiment, arm) the decision was made in: labels are counted per arm
+    blend: float | None = None  # the score before calibration (what the calibration learns from)
+    calibration: tuple[float, float] | None = None  # the calibration's (a, b) when it was decided; None: identity
 
     def learned_as_legitimate(self) -> Snapshot:
         return dataclasses.replace(self, assumed_legitimate=True)
@@ -51,13 +53,18 @@ class Snapshot:
             doc["a"] = 1
         if self.arm is not None:
             doc["ab"] = list(self.arm)
+        if self.blend is not None:
+            doc["b"] = self.blend
+        if self.calibration is not None:
+            doc["c"] = list(self.calibration)
         return doc
 
     @classmethod
     def from_doc(cls, doc: Mapping) -> Snapshot:
         arm = doc.get("ab")
         return cls(doc["x"], doc["m"], doc["ts"], doc.get("p", UNKNOWN_SCORE), bool(doc.get("a")),
-                   None if arm is None else (str(arm[0]), str(arm[1])))
+                   None if arm is None else (str(arm[0]), str(arm[1])), doc.get("b"),
+                   None if doc.get("c") is None else (float(doc["c"][0]), float(doc["c"][1])))
 
     def to_bytes(self) -> bytes:
         return internal_json.dumps(self.to_doc())

@@ -101,7 +101,8 @@ async def labelled_snapshots(settings: Settings, since: float, until: float) -> 
                 continue
             if isinstance(example, LabelledExample) and since <= example.snapshot.ts < until:
                 s = example.snapshot
-                rows[example.event_id] = BacktestRow(example.event_id, s.features, s.ts, s.score, example.is_fraud)
+                rows[example.event_id] = BacktestRow(example.event_id, s.features, s.ts, s.score, example.is_fraud,
+                                                          s.blend, s.calibration)
     return sorted(rows.values(), key=lambda r: r.ts)
 
 

@@ -27,7 +27,7 @@ def simulated(n: int) -> tuple[list[BacktestRow], dict[str, str]]:
             continue
         d = replay.transaction(Transaction.from_dict(ev.payload))
         s = replay.snapshots[d.event_id]
-        rows.append(BacktestRow(d.event_id, s.features, s.ts, s.score, bool(ev.is_fraud)))
+        rows.append(BacktestRow(d.event_id, s.features, s.ts, s.score, bool(ev.is_fraud), s.blend, s.calibration))
         made[d.event_id] = d.decision
         if len(rows) == n:
             return rows, made

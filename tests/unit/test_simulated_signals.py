@@ -1,5 +1,6 @@
-"""Drift signals on the simulator (seed 42): quiet while nothing changes, one signal when the
-injected change comes (day 2: shoppers spend 1.6x, card testers move to larger amounts)."""
+"""Signals an operator can trust, on the simulator (seed 42): drift signals quiet while nothing
+changes and one signal when the injected change comes (day 2: shoppers spend 1.6x, card testers
+move to larger amounts); decision scores that are calibrated probabilities."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from agents.sim.traffic import DAY, SIMULATED_LABEL_HORIZON_S, TrafficSimulator
 from online_models.engine import FraudEngine
+from online_models.evaluation import expected_calibration_error, reliability
 from online_models.replay import FraudReplay
 from schemas.records import DriftSignal, FraudLabel, Transaction
 from schemas.settings import Settings
@@ -24,6 +26,9 @@ class Run:
     signals: list[DriftSignal] = field(default_factory=list)
     drift_ts: float = 0.0  # event time of the first drifted transaction
     deadline_ts: float = 0.0  # event time of the AFTER_DRIFT-th transaction after it
+    truth: list[bool] = field(default_factory=list)  # transactions after the warm-up day:
+    scores: list[float] = field(default_factory=list)  # the decision score (calibrated)
+    blends: list[float] = field(default_factory=list)  # the score before calibration
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +40,11 @@ def run() -> Run:
         if ev.kind == "label":
             replay.label(FraudLabel(**ev.payload))
             continue
-        replay.transaction(Transaction(**ev.payload))
+        decision = replay.transaction(Transaction(**ev.payload))
+        if ev.ts >= START + DAY:
+            out.truth.append(bool(ev.is_fraud))
+            out.scores.append(decision.score)
+            out.blends.append(replay.snapshots[decision.event_id].blend)
         if ev.ts >= START + DRIFT_AT:
             drifted += 1
             out.drift_ts = out.drift_ts or ev.ts
@@ -63,3 +72,18 @@ def test_the_injected_change_is_signalled_within_2000_transactions_naming_the_am
     moved = [m["name"] for m in first.moved]
     assert first.name in AMOUNT_FEATURES and len(AMOUNT_FEATURES & set(moved)) >= 2
     assert first.current != first.reference and first.statistic >= first.threshold
+
+
+@pytest.mark.slow
+def test_decision_scores_after_the_warm_up_are_calibrated(run: Run) -> None:
+    ece = expected_calibration_error(run.truth, run.scores)
+    rates = {name: [sum(s >= t for s in scores) / len(scores) for t in (0.5, 0.85)]
+             for name, scores in (("calibrated", run.scores), ("blend", run.blends))}
+    blend_ece = expected_calibration_error(run.truth, run.blends)
+    print(f"ECE {ece:.4f} (blend {blend_ece:.4f}) over {len(run.truth):,} transactions, {sum(run.truth)} fraud; "
+          f"review/decline rates {rates}; curve {reliability(run.truth, run.scores)}")
+    assert ece <= 0.05
+    # The thresholds still mean something: some traffic reviewed, a little declined, most approved.
+    review, decline = rates["calibrated"]
+    fraud_share = sum(run.truth) / len(run.truth)
+    assert fraud_share / 4 <= review <= 4 * fraud_share and 0 < decline <= review
