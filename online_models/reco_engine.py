@@ -135,10 +135,13 @@ class RecoEngine:
         0.9
         >>> round(engine.propensity("explore", ["x", "y"], ["x", "y", "z"], 2), 6)  # 0.1 / (3 * 2)
         0.016667
+        >>> engine.propensity("popular", ["a", "b", "c"], ["x"], 3)  # longer than the tail: ranked only
+        0.9
         """
         ranked = 0.0 if strategy == "explore" else 1.0 - self.explore_share
-        drawn = len(items) == min(k, len(tail)) and set(items) <= set(tail)
+        if not (len(items) == min(k, len(tail)) and set(items) <= set(tail)):
+            return ranked  # no draw of the tail gives this list (a ranked list longer than the tail, say)
         p = 1.0
         for position in range(len(items)):
             p /= len(tail) - position
-        return ranked + (self.explore_share * p if drawn else 0.0)
+        return ranked + self.explore_share * p
