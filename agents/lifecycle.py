@@ -17,6 +17,7 @@ lifecycle each under its own role (the registry is agents.stores.checkpoints).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -42,6 +43,9 @@ class ModelLifecycle:
         self.serving_version: int | None = None  # the checkpoint version loaded or published last
         self.mine: set[int] = set()  # versions this worker published
         self.published_model = engine.model_version
+        # Publishing and following one at a time: a follow that read the pointer while a publish was
+        # between its save and marking the version its own took it for another's and loaded it again.
+        self._one_at_a_time = asyncio.Lock()
 
     async def restore(self) -> None:
         newest = max(await self.store.versions(self.role), default=None)
@@ -64,6 +68,10 @@ class ModelLifecycle:
             self.learner.resume_after(header.get("offsets") or {})
 
     async def publish_if_learned(self) -> None:
+        async with self._one_at_a_time:
+            await self._publish_if_learned()
+
+    async def _publish_if_learned(self) -> None:
         engine = self.engine
         # Never before the registry was read: a fresh model published then would supersede the lineage.
         if not self.restored or engine.model_version == self.published_model or self.learner is None:
@@ -80,6 +88,10 @@ class ModelLifecycle:
         log.info("published %s checkpoint v%d (model %s)", self.role, version, engine.model_version)
 
     async def follow(self) -> None:
+        async with self._one_at_a_time:
+            await self._follow()
+
+    async def _follow(self) -> None:
         if not self.restored:
             await self.restore()
             return

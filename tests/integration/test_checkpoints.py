@@ -4,6 +4,7 @@ blob moved to another version, role or deployment is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pickle
 import uuid
@@ -193,3 +194,34 @@ async def test_pointing_back_undoes_a_move_unless_the_pointer_moved_on(registry)
     await store.point_to("fraud", 2)
     await store.save("fraud", {"i": 3}, {})  # a learner publishes v4 meanwhile
     assert not await store.point_back("fraud", 2, 3) and await store.latest("fraud") == 4  # kept
+
+
+class Position:
+    """What the lifecycle asks of a learner: where it is, and where to resume."""
+
+    def position(self) -> dict[str, int]:
+        return {}
+
+    def resume_after(self, offsets: dict[str, int]) -> None:
+        pass
+
+
+async def test_a_follow_during_a_publish_does_not_load_the_version_being_published(registry, caplog) -> None:
+    # The learner's save moves the pointer before the version is known to be its own; a follow that
+    # read the pointer then took it for another worker's and loaded it again (the learner's log said
+    # "serving" its own version: seen in test_two_workers).
+    store = RedisCheckpoints(*registry, ring(OLD), "app")
+    engine = trained_engine(40)
+    lifecycle = ModelLifecycle(engine, Position(), store)
+    await lifecycle.restore()
+    scored = engine.score(Transaction("e-new", 1_700_000_100.0, "u1", "m", 12.0, "EUR", "FR", "web", "d"), None, {},
+                          decided_at=0.0)
+    engine.learn_label(scored.snapshot, True, event_id="e-new")  # something to publish
+    with caplog.at_level(logging.INFO):
+        publishing = asyncio.create_task(lifecycle.publish_if_learned())
+        while not publishing.done():
+            await lifecycle.follow()
+        await publishing
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("published fraud checkpoint v1" in m for m in messages), messages
+    assert not any("serving fraud checkpoint" in m for m in messages), messages
